@@ -1,0 +1,2 @@
+//! respite: a Redis proxy.
+pub mod config;
