@@ -1,2 +1,3 @@
 //! respite: a Redis proxy.
 pub mod config;
+pub mod protocol;

@@ -1,0 +1,129 @@
+//! The command table: what the proxy must know about each command to route it
+//! (which session mode it needs, where its keys are). Meaning, not bytes.
+//!
+//! Commands not in the table are forwarded as they are: Redis answers them,
+//! including "unknown command", exactly as it would without the proxy.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// How the session handles a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Forwarded on the session's shared connection.
+    Forward,
+    /// Answered by the session itself.
+    Local(Local),
+    /// Needs a connection of its own while the command blocks.
+    Blocking,
+    /// Blocking only when an argument says so (`XREAD ... BLOCK`).
+    BlockingIfArg(&'static str),
+    /// Transaction state on the connection (MULTI/EXEC/DISCARD/WATCH/UNWATCH).
+    Transaction(Tx),
+    /// Turns the connection into a stream of unsolicited frames for the rest of
+    /// the session: pub/sub, MONITOR, CLIENT TRACKING.
+    Passthrough,
+    /// Refused: the proxy cannot offer it.
+    Refused(&'static str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Local {
+    Auth,
+    Hello,
+    Select,
+    Ping,
+    Echo,
+    Quit,
+    Reset,
+    Client,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tx {
+    Multi,
+    Exec,
+    Discard,
+    Watch,
+    Unwatch,
+}
+
+/// Where a command's keys are: first, last (negative counts from the end), step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySpec {
+    pub first: i32,
+    pub last: i32,
+    pub step: i32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    pub kind: Kind,
+    pub keys: Option<KeySpec>,
+}
+
+const FORWARD: Spec = Spec { kind: Kind::Forward, keys: None };
+
+fn table() -> &'static HashMap<&'static [u8], Spec> {
+    static TABLE: OnceLock<HashMap<&'static [u8], Spec>> = OnceLock::new();
+    TABLE.get_or_init(build)
+}
+
+fn build() -> HashMap<&'static [u8], Spec> {
+    use Kind::*;
+    let mut m: HashMap<&'static [u8], Spec> = HashMap::new();
+    let mut add = |name: &'static str, kind: Kind| {
+        m.insert(name.as_bytes(), Spec { kind, keys: None });
+    };
+    add("auth", Local(self::Local::Auth));
+    add("hello", Local(self::Local::Hello));
+    add("select", Local(self::Local::Select));
+    add("ping", Local(self::Local::Ping));
+    add("echo", Local(self::Local::Echo));
+    add("quit", Local(self::Local::Quit));
+    add("reset", Local(self::Local::Reset));
+    add("client", Local(self::Local::Client));
+    for b in ["blpop", "brpop", "brpoplpush", "blmove", "blmpop", "bzpopmin", "bzpopmax", "bzmpop", "wait", "waitaof"] {
+        add(b, Blocking);
+    }
+    add("xread", BlockingIfArg("block"));
+    add("xreadgroup", BlockingIfArg("block"));
+    add("multi", Transaction(Tx::Multi));
+    add("exec", Transaction(Tx::Exec));
+    add("discard", Transaction(Tx::Discard));
+    add("watch", Transaction(Tx::Watch));
+    add("unwatch", Transaction(Tx::Unwatch));
+    for p in ["subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe", "monitor"] {
+        add(p, Passthrough);
+    }
+    add("sync", Refused("ERR replication commands are not proxied by respite"));
+    add("psync", Refused("ERR replication commands are not proxied by respite"));
+    add("replconf", Refused("ERR replication commands are not proxied by respite"));
+    m
+}
+
+/// Look a command up by name, case-insensitively. Unknown names forward.
+#[inline]
+pub fn lookup(name: &[u8]) -> Spec {
+    let mut lower = [0u8; 24];
+    if name.len() > lower.len() {
+        return FORWARD;
+    }
+    for (d, s) in lower.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    table().get(&lower[..name.len()]).copied().unwrap_or(FORWARD)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_is_case_insensitive() {
+        assert_eq!(lookup(b"BLPOP").kind, Kind::Blocking);
+        assert_eq!(lookup(b"MuLtI").kind, Kind::Transaction(Tx::Multi));
+        assert_eq!(lookup(b"get").kind, Kind::Forward);
+        assert_eq!(lookup(b"averyveryverylongcommandname").kind, Kind::Forward);
+    }
+}

@@ -1,0 +1,41 @@
+//! Process-wide counters behind `/metrics` and `PROXY INFO`. Every metric name
+//! lives here, so the exported names are defined in one place.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+pub const CONNECTIONS_ACCEPTED: &str = "respite_connections_accepted_total";
+pub const CONNECTIONS_REJECTED: &str = "respite_connections_rejected_total";
+pub const CLIENTS_CONNECTED: &str = "respite_clients_connected";
+pub const COMMANDS: &str = "respite_commands_total";
+pub const COMMANDS_LOCAL: &str = "respite_commands_local_total";
+pub const ERROR_REPLIES: &str = "respite_error_replies_total";
+pub const PROTOCOL_ERRORS: &str = "respite_protocol_errors_total";
+pub const PINNED_ACQUIRED: &str = "respite_pinned_connections_acquired_total";
+pub const UPSTREAM_UP: &str = "respite_upstream_up";
+pub const UPSTREAM_REQUESTS: &str = "respite_upstream_requests_total";
+pub const UPSTREAM_RECONNECTS: &str = "respite_upstream_reconnects_total";
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub connections_accepted: AtomicU64,
+    pub connections_rejected: AtomicU64,
+    pub clients_connected: AtomicI64,
+    pub commands: AtomicU64,
+    pub commands_local: AtomicU64,
+    pub error_replies: AtomicU64,
+    pub protocol_errors: AtomicU64,
+    pub pinned_acquired: AtomicU64,
+}
+
+impl Metrics {
+    #[inline]
+    pub fn add(counter: &AtomicU64, n: u64) {
+        if n != 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+pub fn get(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}

@@ -1,0 +1,278 @@
+//! Commands the session answers itself: connection state that belongs to the
+//! client, not to the shared upstream connections it rides on.
+//! Replies and errors follow Redis 7 text exactly.
+
+use super::session::{Req, State};
+use super::Ctx;
+use crate::command::Local;
+use crate::protocol::request::parse_int;
+use crate::protocol::{encode, Proto};
+use bytes::{Bytes, BytesMut};
+use std::sync::atomic::Ordering;
+
+/// What the session must do beyond queueing the reply.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Effect {
+    None,
+    /// Write the reply, then close (QUIT, protocol errors).
+    Close,
+    /// Session state was reset (RESET): drop modes once earlier replies are in.
+    Reset,
+    /// Forward as a passthrough command (CLIENT TRACKING).
+    Tracking,
+}
+
+pub fn run(ctx: &Ctx, st: &mut State, cmd: Local, req: &Req, out: &mut BytesMut) -> Effect {
+    match cmd {
+        Local::Ping => {
+            match req.argc() {
+                1 => encode::simple(out, "PONG"),
+                2 => encode::bulk(out, req.arg(1)),
+                _ => arity(out, "ping"),
+            }
+            Effect::None
+        }
+        Local::Echo => {
+            if req.argc() == 2 {
+                encode::bulk(out, req.arg(1));
+            } else {
+                arity(out, "echo");
+            }
+            Effect::None
+        }
+        Local::Quit => {
+            encode::simple(out, "OK");
+            Effect::Close
+        }
+        Local::Select => {
+            select(ctx, st, req, out);
+            Effect::None
+        }
+        Local::Auth => {
+            auth(ctx, st, req, out);
+            Effect::None
+        }
+        Local::Hello => {
+            hello(ctx, st, req, out);
+            Effect::None
+        }
+        Local::Reset => {
+            if req.argc() != 1 {
+                arity(out, "reset");
+                return Effect::None;
+            }
+            st.db = 0;
+            st.proto = Proto::Resp2;
+            st.authed = !auth_required(ctx);
+            st.user = "default".into();
+            *st.meta.name.lock() = None;
+            st.meta.db.store(0, Ordering::Relaxed);
+            st.meta.resp.store(2, Ordering::Relaxed);
+            encode::simple(out, "RESET");
+            Effect::Reset
+        }
+        Local::Client => client(ctx, st, req, out),
+    }
+}
+
+fn arity(out: &mut BytesMut, name: &str) {
+    encode::error(out, &format!("ERR wrong number of arguments for '{name}' command"));
+}
+
+fn auth_required(ctx: &Ctx) -> bool {
+    ctx.config.auth.password.is_some() || !ctx.config.auth.users.is_empty()
+}
+
+/// Check a user/password pair the way Redis's ACL does for the default user
+/// (`nopass` when no password is configured) and named users.
+fn check_credentials(ctx: &Ctx, user: &[u8], pass: &[u8]) -> bool {
+    let auth = &ctx.config.auth;
+    if user == b"default" {
+        return match &auth.password {
+            Some(p) => p.as_bytes() == pass,
+            None => auth.users.is_empty(),
+        };
+    }
+    auth.users.iter().any(|u| u.name.as_bytes() == user && u.password.as_bytes() == pass)
+}
+
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+fn auth(ctx: &Ctx, st: &mut State, req: &Req, out: &mut BytesMut) {
+    match req.argc() {
+        2 => {
+            if ctx.config.auth.password.is_none() && !auth_required(ctx) {
+                encode::error(
+                    out,
+                    "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+                );
+            } else if check_credentials(ctx, b"default", req.arg(1)) {
+                st.authed = true;
+                st.user = "default".into();
+                encode::simple(out, "OK");
+            } else {
+                encode::error(out, WRONGPASS);
+            }
+        }
+        3 => {
+            if check_credentials(ctx, req.arg(1), req.arg(2)) {
+                st.authed = true;
+                st.user = String::from_utf8_lossy(req.arg(1)).into();
+                encode::simple(out, "OK");
+            } else {
+                encode::error(out, WRONGPASS);
+            }
+        }
+        1 => arity(out, "auth"),
+        _ => encode::error(out, "ERR syntax error"),
+    }
+}
+
+fn select(ctx: &Ctx, st: &mut State, req: &Req, out: &mut BytesMut) {
+    if req.argc() != 2 {
+        return arity(out, "select");
+    }
+    if ctx.config.upstream.mode == crate::config::Mode::Cluster {
+        return encode::error(out, "ERR SELECT is not allowed in cluster mode");
+    }
+    let Some(db) = parse_int(req.arg(1)).filter(|&v| i32::try_from(v).is_ok()) else {
+        return encode::error(out, "ERR value is not an integer or out of range");
+    };
+    if db < 0 || db >= ctx.config.upstream.databases as i64 {
+        return encode::error(out, "ERR DB index is out of range");
+    }
+    st.db = db as u32;
+    st.meta.db.store(st.db, Ordering::Relaxed);
+    encode::simple(out, "OK");
+}
+
+fn valid_name(name: &[u8]) -> bool {
+    name.iter().all(|&c| (b'!'..=b'~').contains(&c))
+}
+
+const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
+
+fn hello(ctx: &Ctx, st: &mut State, req: &Req, out: &mut BytesMut) {
+    let mut proto = st.proto;
+    let mut next = 1;
+    if req.argc() >= 2 {
+        let Some(v) = parse_int(req.arg(1)) else {
+            return encode::error(out, "ERR Protocol version is not an integer or out of range");
+        };
+        if !(2..=3).contains(&v) {
+            return encode::error(out, "NOPROTO unsupported protocol version");
+        }
+        proto = if v == 3 { Proto::Resp3 } else { Proto::Resp2 };
+        next = 2;
+    }
+    let mut setname: Option<&[u8]> = None;
+    let mut j = next;
+    while j < req.argc() {
+        let more = req.argc() - 1 - j;
+        let opt = req.arg(j);
+        if opt.eq_ignore_ascii_case(b"AUTH") && more >= 2 {
+            if !check_credentials(ctx, req.arg(j + 1), req.arg(j + 2)) {
+                return encode::error(out, WRONGPASS);
+            }
+            st.authed = true;
+            st.user = String::from_utf8_lossy(req.arg(j + 1)).into();
+            j += 3;
+        } else if opt.eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
+            setname = Some(req.arg(j + 1));
+            j += 2;
+        } else {
+            let opt = String::from_utf8_lossy(opt);
+            return encode::error(out, &format!("ERR Syntax error in HELLO option '{opt}'"));
+        }
+    }
+    if !st.authed {
+        return encode::error(
+            out,
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+        );
+    }
+    if let Some(name) = setname {
+        if !valid_name(name) {
+            return encode::error(out, BAD_NAME);
+        }
+        *st.meta.name.lock() = if name.is_empty() { None } else { Some(Bytes::copy_from_slice(name)) };
+    }
+    st.proto = proto;
+    st.meta.resp.store(if proto == Proto::Resp3 { 3 } else { 2 }, Ordering::Relaxed);
+    let version = ctx.server_version();
+    encode::map(out, proto, 7);
+    encode::bulk(out, b"server");
+    encode::bulk(out, b"redis");
+    encode::bulk(out, b"version");
+    encode::bulk(out, version.as_bytes());
+    encode::bulk(out, b"proto");
+    encode::int(out, if proto == Proto::Resp3 { 3 } else { 2 });
+    encode::bulk(out, b"id");
+    encode::int(out, st.id as i64);
+    encode::bulk(out, b"mode");
+    encode::bulk(out, b"standalone");
+    encode::bulk(out, b"role");
+    encode::bulk(out, b"master");
+    encode::bulk(out, b"modules");
+    encode::array(out, 0);
+}
+
+fn client(ctx: &Ctx, st: &mut State, req: &Req, out: &mut BytesMut) -> Effect {
+    if req.argc() < 2 {
+        arity(out, "client");
+        return Effect::None;
+    }
+    let sub = String::from_utf8_lossy(req.arg(1)).to_ascii_lowercase();
+    let argc = req.argc();
+    match sub.as_str() {
+        "id" if argc == 2 => encode::int(out, st.id as i64),
+        "getname" if argc == 2 => match &*st.meta.name.lock() {
+            Some(n) => encode::bulk(out, n),
+            None => encode::null(out, st.proto),
+        },
+        "setname" if argc == 3 => {
+            let name = req.arg(2);
+            if !valid_name(name) {
+                encode::error(out, BAD_NAME);
+            } else {
+                *st.meta.name.lock() = if name.is_empty() { None } else { Some(Bytes::copy_from_slice(name)) };
+                encode::simple(out, "OK");
+            }
+        }
+        "info" if argc == 2 => {
+            let line = st.meta.info_line(&st.user);
+            encode::verbatim(out, st.proto, line.as_bytes());
+        }
+        "list" => {
+            let mut text = String::new();
+            for c in ctx.clients.iter() {
+                text.push_str(&c.value().info_line("default"));
+            }
+            encode::verbatim(out, st.proto, text.as_bytes());
+        }
+        "no-evict" | "no-touch" if argc == 3 => {
+            let v = req.arg(2);
+            if v.eq_ignore_ascii_case(b"on") || v.eq_ignore_ascii_case(b"off") {
+                encode::simple(out, "OK");
+            } else {
+                encode::error(out, "ERR syntax error");
+            }
+        }
+        "setinfo" if argc == 4 => encode::simple(out, "OK"),
+        "tracking" => return Effect::Tracking,
+        "kill" | "reply" | "unblock" | "pause" | "unpause" => {
+            encode::error(
+                out,
+                &format!("ERR CLIENT {} is not supported by respite: it would act on connections shared by many clients", sub.to_ascii_uppercase()),
+            );
+        }
+        "id" | "getname" | "setname" | "info" | "no-evict" | "no-touch" | "setinfo" => {
+            arity(out, &format!("client|{sub}"))
+        }
+        _ => {
+            let sub = String::from_utf8_lossy(req.arg(1));
+            encode::error(out, &format!("ERR unknown subcommand '{sub}'. Try CLIENT HELP."));
+        }
+    }
+    Effect::None
+}

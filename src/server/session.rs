@@ -1,0 +1,587 @@
+//! One client connection: read requests, route them, write replies in order.
+//!
+//! A session is one task that reads, writes and collects replies in a single
+//! loop, so a request costs no cross-task hand-off on the client side. Every
+//! request gets a slot in the [`ReplyQueue`] before it leaves; replies fill the
+//! slots in whatever order upstreams answer and are written in slot order.
+
+use super::local;
+use super::replies::{After, Alloc, ReplyQueue};
+use super::{ClientMeta, Ctx, Worker};
+use crate::command::{self, Kind, Local, Tx};
+use crate::metrics::Metrics;
+use crate::net;
+use crate::protocol::{encode, Parsed, Proto, RequestParser};
+use crate::upstream::conn::{Conn, Target};
+use bytes::{Buf, Bytes, BytesMut};
+use std::future::poll_fn;
+use std::io::ErrorKind::WouldBlock;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+use tokio::net::TcpStream;
+
+/// Stop reading from a client whose unwritten replies exceed this.
+const WBUF_HIGH: usize = 256 * 1024;
+
+/// A request's arguments over the bytes it arrived in.
+pub struct Req<'a> {
+    pub raw: &'a [u8],
+    pub spans: &'a [(u32, u32)],
+}
+
+impl<'a> Req<'a> {
+    #[inline]
+    pub fn argc(&self) -> usize {
+        self.spans.len()
+    }
+
+    #[inline]
+    pub fn arg(&self, i: usize) -> &'a [u8] {
+        let (off, len) = self.spans[i];
+        &self.raw[off as usize..off as usize + len as usize]
+    }
+
+    pub fn name_lower(&self) -> String {
+        String::from_utf8_lossy(self.arg(0)).to_lowercase()
+    }
+}
+
+/// What the session does after a request.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Next,
+    /// The request needs every earlier reply in first; it stays unread.
+    Barrier,
+    /// Stop reading: the connection closes once the queued replies are written.
+    Stop,
+}
+
+/// A connection of the session's own, for transactions, blocking commands and
+/// pub/sub.
+struct Pinned {
+    conn: Conn,
+    db: u32,
+    proto: Proto,
+    in_multi: bool,
+    watching: bool,
+    /// Pub/sub, MONITOR or CLIENT TRACKING: frames flow without requests, so
+    /// replies are no longer counted and the connection is never reused.
+    passthrough: bool,
+}
+
+impl Pinned {
+    fn clean(&self) -> bool {
+        !self.in_multi && !self.watching && !self.passthrough
+    }
+}
+
+/// Per-session state the local commands read and change.
+pub struct State {
+    pub id: u64,
+    pub db: u32,
+    pub proto: Proto,
+    pub authed: bool,
+    pub user: Arc<str>,
+    pub meta: Arc<ClientMeta>,
+}
+
+pub struct Session {
+    ctx: Arc<Ctx>,
+    worker: Arc<Worker>,
+    stream: TcpStream,
+    queue: Arc<ReplyQueue>,
+    parser: RequestParser,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    scratch: BytesMut,
+    pub(super) st: State,
+    /// Shared connection for the current database and protocol.
+    shared: Option<(u32, Proto, Conn)>,
+    /// Connection the last forwarded request went to.
+    last_conn: Option<Conn>,
+    /// Requests decoded from the current read for `out_conn`, written with one submit.
+    out_conn: Option<Conn>,
+    out_buf: BytesMut,
+    out_targets: Vec<Target>,
+    pinned: Option<Pinned>,
+    stop: bool,
+    stalled: bool,
+    eof: bool,
+}
+
+impl Session {
+    pub fn new(ctx: Arc<Ctx>, worker: Arc<Worker>, stream: TcpStream, meta: Arc<ClientMeta>) -> Session {
+        let limits = &ctx.config.limits;
+        let authed = ctx.config.auth.password.is_none() && ctx.config.auth.users.is_empty();
+        Session {
+            parser: RequestParser::new(limits.max_request_bytes, limits.max_request_args),
+            st: State { id: meta.id, db: 0, proto: Proto::Resp2, authed, user: "default".into(), meta },
+            ctx,
+            worker,
+            stream,
+            queue: Arc::new(ReplyQueue::new()),
+            rbuf: BytesMut::with_capacity(net::READ_CHUNK),
+            wbuf: BytesMut::with_capacity(net::READ_CHUNK),
+            scratch: BytesMut::new(),
+            shared: None,
+            last_conn: None,
+            out_conn: None,
+            out_buf: BytesMut::new(),
+            out_targets: Vec::new(),
+            pinned: None,
+            stop: false,
+            stalled: false,
+            eof: false,
+        }
+    }
+
+    pub async fn run(mut self) {
+        let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+        let mut shutdown = pin!(self.ctx.shutdown.notified());
+        let mut shutting_down = self.ctx.is_shutting_down();
+        let idle = self.ctx.config.limits.idle_timeout;
+        let mut idle_sleep = pin!(tokio::time::sleep(idle.unwrap_or(std::time::Duration::from_secs(86400 * 365))));
+        let max_inflight = self.ctx.config.limits.max_inflight;
+        loop {
+            let mut errors = 0u64;
+            let wbuf = &mut self.wbuf;
+            let (pending, close) = self.queue.drain(&waker, |b| {
+                if b.first() == Some(&b'-') {
+                    errors += 1;
+                }
+                wbuf.extend_from_slice(&b);
+            });
+            Metrics::add(&self.ctx.metrics.error_replies, errors);
+            if close {
+                self.stop = true;
+            }
+            if !self.wbuf.is_empty() {
+                match net::write_buf(&self.stream, &mut self.wbuf) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == WouldBlock => {}
+                    Err(_) => break,
+                }
+            }
+            if close || (self.stop && pending == 0) {
+                if self.wbuf.is_empty() {
+                    break;
+                }
+                if close {
+                    // QUIT's reply is queued; nothing after it matters.
+                    self.stop = true;
+                }
+            }
+            if (self.eof || shutting_down) && pending == 0 && self.wbuf.is_empty() {
+                break;
+            }
+            if self.stalled && pending == 0 {
+                self.stalled = false;
+                self.release_pinned_if_clean(true);
+                self.process_input();
+                continue;
+            }
+            if self.pinned.as_ref().is_some_and(|p| p.clean()) && pending == 0 {
+                self.release_pinned_if_clean(true);
+            }
+            let can_read = !self.stop
+                && !self.stalled
+                && !self.eof
+                && !shutting_down
+                && pending < max_inflight
+                && self.wbuf.len() < WBUF_HIGH;
+            if can_read {
+                match net::read_buf(&self.stream, &mut self.rbuf) {
+                    Ok(0) => {
+                        self.eof = true;
+                        if self.pinned.as_ref().is_some_and(|p| p.passthrough || !p.clean()) {
+                            break;
+                        }
+                        continue;
+                    }
+                    Ok(_) => {
+                        if let Some(t) = idle {
+                            idle_sleep.as_mut().reset(tokio::time::Instant::now() + t);
+                        }
+                        self.process_input();
+                        continue;
+                    }
+                    Err(e) if e.kind() == WouldBlock => {}
+                    Err(_) => break,
+                }
+            }
+            let want_write = !self.wbuf.is_empty();
+            let mut timed_out = false;
+            poll_fn(|cx| {
+                let mut ready = false;
+                if can_read && self.stream.poll_read_ready(cx).is_ready() {
+                    ready = true;
+                }
+                if want_write && self.stream.poll_write_ready(cx).is_ready() {
+                    ready = true;
+                }
+                if !shutting_down && shutdown.as_mut().poll(cx).is_ready() {
+                    shutting_down = true;
+                    ready = true;
+                }
+                if idle.is_some() && pending == 0 && idle_sleep.as_mut().poll(cx).is_ready() {
+                    timed_out = true;
+                    ready = true;
+                }
+                if ready {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+            if timed_out {
+                break;
+            }
+        }
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        if let Some(p) = self.pinned.take() {
+            if p.clean() && self.queue.is_empty() {
+                self.ctx.pinned.release(p.conn, p.db, p.proto);
+            } else {
+                p.conn.close();
+            }
+        }
+    }
+
+    /// Handle every complete request in the read buffer.
+    fn process_input(&mut self) {
+        let queue = self.queue.clone();
+        let mut alloc = queue.alloc();
+        let mut rbuf = std::mem::take(&mut self.rbuf);
+        let mut n_cmds = 0u64;
+        loop {
+            match self.parser.parse(&rbuf) {
+                Ok(Parsed::Frame { len }) => {
+                    let req = Req { raw: &rbuf[..len], spans: self.parser.spans() };
+                    n_cmds += 1;
+                    let flow = self.handle(&req, &mut alloc);
+                    if flow == Flow::Barrier {
+                        n_cmds -= 1;
+                        self.stalled = true;
+                        break;
+                    }
+                    rbuf.advance(len);
+                    if flow == Flow::Stop {
+                        self.stop = true;
+                        break;
+                    }
+                }
+                Ok(Parsed::Inline { len, args }) => {
+                    let mut raw = BytesMut::new();
+                    encode::command(&mut raw, &args);
+                    let mut p = RequestParser::new(usize::MAX, usize::MAX);
+                    if !matches!(p.parse(&raw), Ok(Parsed::Frame { .. })) {
+                        break;
+                    }
+                    let req = Req { raw: &raw, spans: p.spans() };
+                    n_cmds += 1;
+                    let flow = self.handle(&req, &mut alloc);
+                    if flow == Flow::Barrier {
+                        n_cmds -= 1;
+                        self.stalled = true;
+                        break;
+                    }
+                    rbuf.advance(len);
+                    if flow == Flow::Stop {
+                        self.stop = true;
+                        break;
+                    }
+                }
+                Ok(Parsed::Empty { len }) => rbuf.advance(len),
+                Ok(Parsed::Incomplete { need }) => {
+                    if need > rbuf.capacity() {
+                        rbuf.reserve(need - rbuf.len());
+                    }
+                    break;
+                }
+                Err(e) => {
+                    Metrics::add(&self.ctx.metrics.protocol_errors, 1);
+                    tracing::debug!(client = self.st.id, error = %e, "protocol error");
+                    let mut b = BytesMut::new();
+                    encode::error(&mut b, &format!("ERR {e}"));
+                    alloc.ready(b.freeze(), After::Close);
+                    self.stop = true;
+                    rbuf.clear();
+                    break;
+                }
+            }
+        }
+        self.flush(&mut alloc);
+        self.rbuf = rbuf;
+        Metrics::add(&self.ctx.metrics.commands, n_cmds);
+    }
+
+    /// Route one request.
+    fn handle(&mut self, req: &Req, alloc: &mut Alloc) -> Flow {
+        let spec = command::lookup(req.arg(0));
+        if !self.st.authed && !matches!(spec.kind, Kind::Local(Local::Auth | Local::Hello | Local::Quit | Local::Reset)) {
+            return self.reply_error(alloc, "NOAUTH Authentication required.");
+        }
+        if self.pinned.as_ref().is_some_and(|p| p.passthrough) {
+            return self.handle_passthrough(req, spec.kind, alloc);
+        }
+        match spec.kind {
+            Kind::Forward => self.forward(req, alloc),
+            Kind::Local(l) => self.local(l, req, alloc),
+            Kind::Refused(msg) => self.reply_error(alloc, msg),
+            Kind::Blocking => self.forward_pinned(req, alloc, |_| {}),
+            Kind::BlockingIfArg(word) => {
+                let blocks = (1..req.argc()).any(|i| req.arg(i).eq_ignore_ascii_case(word.as_bytes()));
+                if blocks {
+                    self.forward_pinned(req, alloc, |_| {})
+                } else {
+                    self.forward(req, alloc)
+                }
+            }
+            Kind::Transaction(tx) => match tx {
+                Tx::Multi => self.forward_pinned(req, alloc, |p| p.in_multi = true),
+                Tx::Watch => self.forward_pinned(req, alloc, |p| {
+                    if !p.in_multi {
+                        p.watching = true
+                    }
+                }),
+                Tx::Exec | Tx::Discard | Tx::Unwatch if self.pinned.is_some() => {
+                    self.forward_pinned(req, alloc, |p| {
+                        if tx == Tx::Unwatch {
+                            if !p.in_multi {
+                                p.watching = false;
+                            }
+                        } else {
+                            p.in_multi = false;
+                            p.watching = false;
+                        }
+                    })
+                }
+                // Without a transaction Redis answers these with an error (or
+                // OK for UNWATCH) on any connection.
+                _ => self.forward(req, alloc),
+            },
+            Kind::Passthrough => self.enter_passthrough(req, alloc),
+        }
+    }
+
+    /// Pub/sub, MONITOR and tracking: everything goes to the pinned connection
+    /// and every frame it sends comes back in arrival order.
+    fn handle_passthrough(&mut self, req: &Req, kind: Kind, alloc: &mut Alloc) -> Flow {
+        match kind {
+            Kind::Local(Local::Reset) => {
+                // RESET leaves every mode; the connection is dropped, not reused.
+                if let Some(p) = self.pinned.take() {
+                    p.conn.close();
+                }
+                self.local(Local::Reset, req, alloc)
+            }
+            Kind::Local(l @ (Local::Quit | Local::Auth | Local::Hello | Local::Client | Local::Select)) => {
+                self.local(l, req, alloc)
+            }
+            _ => {
+                let conn = match &self.pinned {
+                    Some(p) => p.conn.clone(),
+                    None => return Flow::Next,
+                };
+                self.push(&conn, req.raw, None, alloc);
+                Flow::Next
+            }
+        }
+    }
+
+    fn enter_passthrough(&mut self, req: &Req, alloc: &mut Alloc) -> Flow {
+        if !alloc.is_empty() {
+            self.flush(alloc);
+            return Flow::Barrier;
+        }
+        if self.pinned.is_none() {
+            self.pin();
+        }
+        let conn = match &mut self.pinned {
+            Some(p) => {
+                p.passthrough = true;
+                p.conn.clone()
+            }
+            None => return Flow::Next,
+        };
+        self.push(&conn, req.raw, None, alloc);
+        Flow::Next
+    }
+
+    /// Forward on the pinned connection, pinning first (after every earlier
+    /// reply is in, so the pinned command cannot overtake them).
+    fn forward_pinned(&mut self, req: &Req, alloc: &mut Alloc, update: impl FnOnce(&mut Pinned)) -> Flow {
+        if self.pinned.is_none() {
+            if !alloc.is_empty() {
+                self.flush(alloc);
+                return Flow::Barrier;
+            }
+            self.pin();
+        }
+        let conn = match &mut self.pinned {
+            Some(p) => {
+                update(p);
+                p.conn.clone()
+            }
+            None => return Flow::Next,
+        };
+        let seq = alloc.pending();
+        self.push(&conn, req.raw, Some(seq), alloc);
+        Flow::Next
+    }
+
+    fn pin(&mut self) {
+        let conn = self.ctx.pinned.acquire(self.worker.node.addr(), self.st.db, self.st.proto, self.queue.clone());
+        Metrics::add(&self.ctx.metrics.pinned_acquired, 1);
+        self.pinned = Some(Pinned {
+            conn,
+            db: self.st.db,
+            proto: self.st.proto,
+            in_multi: false,
+            watching: false,
+            passthrough: false,
+        });
+    }
+
+    /// Give a clean pinned connection back once nothing is in flight on it.
+    fn release_pinned_if_clean(&mut self, queue_empty: bool) {
+        if queue_empty && self.pinned.as_ref().is_some_and(|p| p.clean()) {
+            if let Some(p) = self.pinned.take() {
+                if self.last_conn.as_ref().is_some_and(|c| c.same(&p.conn)) {
+                    self.last_conn = None;
+                }
+                self.ctx.pinned.release(p.conn, p.db, p.proto);
+            }
+        }
+    }
+
+    /// Forward on the shared connection (or the pinned one while pinned).
+    fn forward(&mut self, req: &Req, alloc: &mut Alloc) -> Flow {
+        if let Some(p) = &self.pinned {
+            if !(p.clean() && alloc.is_empty()) {
+                let conn = p.conn.clone();
+                let seq = alloc.pending();
+                self.push(&conn, req.raw, Some(seq), alloc);
+                return Flow::Next;
+            }
+            self.release_pinned_if_clean(true);
+        }
+        let conn = self.shared_conn();
+        // Another connection of the same node (after SELECT or HELLO) could
+        // run this request before earlier ones: wait for them first.
+        if let Some(last) = &self.last_conn {
+            if !last.same(&conn) && !alloc.is_empty() {
+                self.flush(alloc);
+                return Flow::Barrier;
+            }
+        }
+        let seq = alloc.pending();
+        self.push(&conn, req.raw, Some(seq), alloc);
+        Flow::Next
+    }
+
+    fn shared_conn(&mut self) -> Conn {
+        match &self.shared {
+            Some((db, proto, c)) if *db == self.st.db && *proto == self.st.proto => c.clone(),
+            _ => {
+                let c = self.worker.node.shared(self.st.db, self.st.proto, self.st.id);
+                self.shared = Some((self.st.db, self.st.proto, c.clone()));
+                c
+            }
+        }
+    }
+
+    /// Add a request to the batch for `conn`.
+    fn push(&mut self, conn: &Conn, raw: &[u8], seq: Option<u64>, alloc: &mut Alloc) {
+        if self.out_conn.as_ref().is_some_and(|c| !c.same(conn)) {
+            self.flush(alloc);
+        }
+        if self.out_conn.is_none() {
+            self.out_conn = Some(conn.clone());
+        }
+        self.out_buf.extend_from_slice(raw);
+        if let Some(seq) = seq {
+            self.out_targets.push(Target { queue: self.queue.clone(), seq });
+        }
+        self.last_conn = Some(conn.clone());
+    }
+
+    /// Submit the batch: one lock and at most one wake-up of the connection.
+    fn flush(&mut self, alloc: &mut Alloc) {
+        let Some(conn) = self.out_conn.take() else { return };
+        if self.out_buf.is_empty() {
+            return;
+        }
+        if let Err(msg) = conn.submit(&mut self.out_buf, &mut self.out_targets) {
+            let mut b = BytesMut::new();
+            encode::error(&mut b, &msg);
+            let b = b.freeze();
+            for t in self.out_targets.drain(..) {
+                alloc.fill(t.seq, b.clone());
+            }
+            if self.pinned.as_ref().is_some_and(|p| p.conn.same(&conn)) {
+                // A pinned connection that died takes its state with it.
+                self.pinned = None;
+                self.last_conn = None;
+            }
+        }
+    }
+
+    fn local(&mut self, l: Local, req: &Req, alloc: &mut Alloc) -> Flow {
+        Metrics::add(&self.ctx.metrics.commands_local, 1);
+        let mut out = std::mem::take(&mut self.scratch);
+        let effect = local::run(&self.ctx, &mut self.st, l, req, &mut out);
+        let reply = out.split().freeze();
+        self.scratch = out;
+        match effect {
+            local::Effect::None => {
+                alloc.ready(reply, After::Nothing);
+                Flow::Next
+            }
+            local::Effect::Close => {
+                alloc.ready(reply, After::Close);
+                Flow::Stop
+            }
+            local::Effect::Tracking => {
+                // CLIENT TRACKING: the connection receives invalidations from
+                // now on, so it becomes a pinned passthrough connection.
+                self.enter_passthrough(req, alloc)
+            }
+            local::Effect::Reset => {
+                if !alloc.is_empty() {
+                    self.flush(alloc);
+                    return Flow::Barrier;
+                }
+                if let Some(p) = self.pinned.take() {
+                    p.conn.close();
+                }
+                self.last_conn = None;
+                alloc.ready(reply, After::Nothing);
+                Flow::Next
+            }
+        }
+    }
+
+    fn reply_error(&mut self, alloc: &mut Alloc, msg: &str) -> Flow {
+        let mut b = BytesMut::new();
+        encode::error(&mut b, msg);
+        alloc.ready(b.freeze(), After::Nothing);
+        Flow::Next
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("id", &self.st.id).finish()
+    }
+}
+
+/// A static reply.
+pub fn static_reply(b: &'static [u8]) -> Bytes {
+    Bytes::from_static(b)
+}

@@ -1,0 +1,411 @@
+//! One connection to one Redis node: a task that writes batched requests and
+//! hands each reply to the slot that asked for it.
+//!
+//! Sessions append raw request bytes plus one [`Target`] per request to the
+//! connection's outbox under a short lock; the connection task swaps the whole
+//! outbox out and writes it with one syscall, so everything many clients sent
+//! in one scheduler tick travels together. Replies are framed (not parsed) and
+//! matched to targets in FIFO order. The task reads whenever the socket is
+//! readable, also while a write is blocked, so two full TCP buffers can never
+//! wait on each other.
+
+use crate::net;
+use crate::protocol::{encode, Proto, ReplyScanner};
+use crate::server::replies::ReplyQueue;
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Where one reply goes: a slot of one session's reply queue.
+#[derive(Debug)]
+pub struct Target {
+    pub queue: Arc<ReplyQueue>,
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ConnState {
+    Connecting = 0,
+    Up = 1,
+    Down = 2,
+    Closed = 3,
+}
+
+/// How to reach and prepare a connection.
+#[derive(Debug, Clone)]
+pub struct ConnOptions {
+    pub addr: Arc<str>,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: u32,
+    pub proto: Proto,
+    /// Reconnect after a failure (shared connections); pinned ones close for good.
+    pub reconnect: bool,
+}
+
+#[derive(Debug, Default)]
+struct Outbox {
+    buf: BytesMut,
+    targets: Vec<Target>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    addr: Arc<str>,
+    outbox: Mutex<Outbox>,
+    notify: Notify,
+    state: AtomicU8,
+    last_error: Mutex<Option<Arc<str>>>,
+    /// Receives frames that answer no request: pub/sub messages, pushes, MONITOR.
+    owner: Mutex<Option<Arc<ReplyQueue>>>,
+    closing: AtomicBool,
+    /// Counters for /metrics.
+    reconnects: AtomicU64,
+    requests: AtomicU64,
+}
+
+/// Handle to a connection task; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    shared: Arc<Shared>,
+}
+
+impl Conn {
+    /// Start the connection task on the current runtime. It connects in the
+    /// background: requests submitted meanwhile wait for the outcome.
+    pub fn spawn(opts: ConnOptions, owner: Option<Arc<ReplyQueue>>) -> Conn {
+        let shared = Arc::new(Shared {
+            addr: opts.addr.clone(),
+            outbox: Mutex::new(Outbox::default()),
+            notify: Notify::new(),
+            state: AtomicU8::new(ConnState::Connecting as u8),
+            last_error: Mutex::new(None),
+            owner: Mutex::new(owner),
+            closing: AtomicBool::new(false),
+            reconnects: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+        });
+        tokio::spawn(run(shared.clone(), opts));
+        Conn { shared }
+    }
+
+    pub fn addr(&self) -> &Arc<str> {
+        &self.shared.addr
+    }
+
+    /// Whether both handles name the same connection.
+    #[inline]
+    pub fn same(&self, other: &Conn) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    pub fn state(&self) -> ConnState {
+        match self.shared.state.load(Ordering::Acquire) {
+            0 => ConnState::Connecting,
+            1 => ConnState::Up,
+            2 => ConnState::Down,
+            _ => ConnState::Closed,
+        }
+    }
+
+    pub fn last_error(&self) -> Option<Arc<str>> {
+        self.shared.last_error.lock().clone()
+    }
+
+    pub fn reconnects(&self) -> u64 {
+        self.shared.reconnects.load(Ordering::Relaxed)
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// Queue `buf` (raw requests) and their `targets` for writing; both are
+    /// left empty for reuse. Fails at once, returning the error reply text, when
+    /// the node is known to be down: requests never wait on a dead node.
+    pub fn submit(&self, buf: &mut BytesMut, targets: &mut Vec<Target>) -> Result<(), Arc<str>> {
+        let wake = {
+            let mut ob = self.shared.outbox.lock();
+            let state = self.shared.state.load(Ordering::Acquire);
+            if state >= ConnState::Down as u8 {
+                buf.clear();
+                return Err(self.unavailable());
+            }
+            let was_empty = ob.buf.is_empty();
+            if was_empty {
+                std::mem::swap(&mut ob.buf, buf);
+            } else {
+                ob.buf.extend_from_slice(buf);
+                buf.clear();
+            }
+            self.shared.requests.fetch_add(targets.len() as u64, Ordering::Relaxed);
+            ob.targets.append(targets);
+            was_empty
+        };
+        if wake {
+            self.shared.notify.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The error reply text for requests this node cannot serve now.
+    pub fn unavailable(&self) -> Arc<str> {
+        let why = self.shared.last_error.lock().clone();
+        unavailable(&self.shared.addr, why.as_deref().unwrap_or("not connected")).into()
+    }
+
+    /// Point unsolicited frames at a new owner (pinned connections change hands).
+    pub fn set_owner(&self, owner: Option<Arc<ReplyQueue>>) {
+        *self.shared.owner.lock() = owner;
+    }
+
+    /// Ask the task to close the connection and end.
+    pub fn close(&self) {
+        self.shared.closing.store(true, Ordering::Release);
+        self.shared.notify.notify_one();
+    }
+}
+
+pub fn unavailable(addr: &str, why: &str) -> String {
+    format!("ERR upstream {addr} unavailable: {why}")
+}
+
+async fn run(shared: Arc<Shared>, opts: ConnOptions) {
+    let mut backoff = opts.backoff_min;
+    let mut first = true;
+    loop {
+        if !first {
+            shared.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        first = false;
+        shared.state.store(ConnState::Connecting as u8, Ordering::Release);
+        let mut inflight = VecDeque::new();
+        let reason = match connect(&opts).await {
+            Ok(stream) => {
+                *shared.last_error.lock() = None;
+                shared.state.store(ConnState::Up as u8, Ordering::Release);
+                backoff = opts.backoff_min;
+                tracing::debug!(addr = %opts.addr, "upstream connected");
+                io_loop(&shared, &opts, &stream, &mut inflight).await
+            }
+            Err(reason) => reason,
+        };
+        let closing = shared.closing.load(Ordering::Acquire);
+        if !closing {
+            tracing::warn!(addr = %opts.addr, %reason, "upstream connection failed");
+        }
+        let end = closing || !opts.reconnect;
+        fail_all(&shared, &reason, inflight, if end { ConnState::Closed } else { ConnState::Down });
+        if end {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = wait_closing(&shared) => {
+                shared.state.store(ConnState::Closed as u8, Ordering::Release);
+                return;
+            }
+        }
+        backoff = (backoff * 2).min(opts.backoff_max);
+    }
+}
+
+async fn wait_closing(shared: &Shared) {
+    loop {
+        if shared.closing.load(Ordering::Acquire) {
+            return;
+        }
+        shared.notify.notified().await;
+    }
+}
+
+/// Mark the node down and answer every request it holds with an error.
+fn fail_all(shared: &Shared, reason: &str, inflight: VecDeque<Target>, state: ConnState) {
+    let msg = unavailable(&shared.addr, reason);
+    *shared.last_error.lock() = Some(reason.into());
+    let queued = {
+        let mut ob = shared.outbox.lock();
+        shared.state.store(state as u8, Ordering::Release);
+        ob.buf.clear();
+        std::mem::take(&mut ob.targets)
+    };
+    let mut e = BytesMut::new();
+    encode::error(&mut e, &msg);
+    let e = e.freeze();
+    for t in inflight.into_iter().chain(queued) {
+        t.queue.deliver(t.seq, e.clone());
+    }
+}
+
+async fn connect(opts: &ConnOptions) -> Result<TcpStream, String> {
+    let fut = async {
+        let stream = TcpStream::connect(&*opts.addr).await.map_err(|e| e.to_string())?;
+        net::tune(&stream);
+        handshake(&stream, opts).await?;
+        Ok(stream)
+    };
+    match tokio::time::timeout(opts.connect_timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err("connect timed out".to_string()),
+    }
+}
+
+/// AUTH, HELLO 3 and SELECT as configured, pipelined; any error reply fails the connection.
+async fn handshake(stream: &TcpStream, opts: &ConnOptions) -> Result<(), String> {
+    let mut out = BytesMut::new();
+    let mut expected = 0;
+    match (&opts.username, &opts.password) {
+        (Some(u), Some(p)) => encode::command(&mut out, &[b"AUTH".as_slice(), u.as_bytes(), p.as_bytes()]),
+        (None, Some(p)) => encode::command(&mut out, &[b"AUTH".as_slice(), p.as_bytes()]),
+        _ => {}
+    }
+    if opts.password.is_some() {
+        expected += 1;
+    }
+    if opts.proto == Proto::Resp3 {
+        encode::command(&mut out, &[b"HELLO".as_slice(), b"3"]);
+        expected += 1;
+    }
+    if opts.db != 0 {
+        let db = encode::itoa(opts.db as i64);
+        encode::command(&mut out, &[b"SELECT".as_slice(), db.as_bytes()]);
+        expected += 1;
+    }
+    if expected == 0 {
+        return Ok(());
+    }
+    while !out.is_empty() {
+        stream.writable().await.map_err(|e| e.to_string())?;
+        match net::write_buf(stream, &mut out) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let mut rbuf = BytesMut::with_capacity(4096);
+    let mut scanner = ReplyScanner::new();
+    while expected > 0 {
+        match scanner.scan(&rbuf).map_err(|e| e.to_string())? {
+            Some(len) => {
+                let frame = rbuf.split_to(len);
+                if frame.first() == Some(&b'-') {
+                    let text = String::from_utf8_lossy(&frame[1..frame.len() - 2]).into_owned();
+                    return Err(format!("handshake refused: {text}"));
+                }
+                expected -= 1;
+            }
+            None => {
+                stream.readable().await.map_err(|e| e.to_string())?;
+                match net::read_buf(stream, &mut rbuf) {
+                    Ok(0) => return Err("connection closed during handshake".to_string()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs until the connection fails or is closed; returns why.
+async fn io_loop(shared: &Shared, opts: &ConnOptions, stream: &TcpStream, inflight: &mut VecDeque<Target>) -> String {
+    let mut wbuf = BytesMut::with_capacity(64 * 1024);
+    let mut rbuf = BytesMut::with_capacity(64 * 1024);
+    let mut scanner = ReplyScanner::new();
+    let check = (opts.command_timeout / 4).max(Duration::from_millis(10));
+    let mut tick = tokio::time::interval(check);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_progress = Instant::now();
+    loop {
+        {
+            let mut ob = shared.outbox.lock();
+            if !ob.buf.is_empty() {
+                if wbuf.is_empty() {
+                    std::mem::swap(&mut wbuf, &mut ob.buf);
+                } else {
+                    wbuf.extend_from_slice(&ob.buf);
+                    ob.buf.clear();
+                }
+            }
+            if !ob.targets.is_empty() {
+                if inflight.is_empty() {
+                    last_progress = Instant::now();
+                }
+                inflight.extend(ob.targets.drain(..));
+            }
+        }
+        while !wbuf.is_empty() {
+            match net::write_buf(stream, &mut wbuf) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return e.to_string(),
+            }
+        }
+        loop {
+            match net::read_buf(stream, &mut rbuf) {
+                Ok(0) => return "connection closed by server".to_string(),
+                Ok(_) => {
+                    last_progress = Instant::now();
+                    if let Err(e) = dispatch(shared, &mut scanner, &mut rbuf, inflight) {
+                        return e;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return e.to_string(),
+            }
+        }
+        if shared.closing.load(Ordering::Acquire) {
+            return "closed".to_string();
+        }
+        tokio::select! {
+            biased;
+            r = stream.readable() => if let Err(e) = r { return e.to_string() },
+            r = stream.writable(), if !wbuf.is_empty() => if let Err(e) = r { return e.to_string() },
+            _ = shared.notify.notified(), if wbuf.is_empty() => {}
+            _ = tick.tick() => {
+                if !inflight.is_empty() && last_progress.elapsed() > opts.command_timeout {
+                    return format!("no reply within {} ms", opts.command_timeout.as_millis());
+                }
+            }
+        }
+    }
+}
+
+/// Hand every complete reply in `rbuf` to its target.
+fn dispatch(
+    shared: &Shared,
+    scanner: &mut ReplyScanner,
+    rbuf: &mut BytesMut,
+    inflight: &mut VecDeque<Target>,
+) -> Result<(), String> {
+    while let Some(len) = scanner.scan(rbuf).map_err(|e| e.to_string())? {
+        let frame: Bytes = rbuf.split_to(len).freeze();
+        if frame[0] == b'>' {
+            // RESP3 push: never the answer to a request.
+            if let Some(owner) = &*shared.owner.lock() {
+                owner.push_stream(frame);
+            }
+            continue;
+        }
+        match inflight.pop_front() {
+            Some(t) => t.queue.deliver(t.seq, frame),
+            None => match &*shared.owner.lock() {
+                Some(owner) => owner.push_stream(frame),
+                None => return Err("reply with no request (protocol out of sync)".to_string()),
+            },
+        }
+    }
+    Ok(())
+}
