@@ -1,15 +1,39 @@
 //! Configuration: the validated, typed settings every other module reads.
 //!
-//! Two stages (see `file.rs`): the TOML file is parsed into `file::FileConfig`
-//! (every field optional, unknown fields rejected), command-line and environment
-//! overrides are applied, then `validate` turns it into [`Config`], reporting
-//! every problem at once.
+//! Two stages. The TOML file is parsed into [`FileConfig`] (`file.rs`: every
+//! field optional, unknown fields rejected); command-line and environment
+//! overrides are applied on top of it ([`load`]); then [`validate`]
+//! (`validate.rs`) fills in the `DEFAULT_*` values (`defaults.rs`) and turns it
+//! into [`Config`], reporting every problem at once in one [`ConfigError`].
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
+use serde::Deserialize;
+
+use crate::cli::Cli;
+
+mod defaults;
+mod file;
+mod validate;
+
+pub use defaults::*;
+pub use file::{
+    AuthSection, CompressionSection, FileConfig, FileUser, LimitsSection, Secret, ServerSection,
+    StatsSection, TagsSection, UpstreamSection,
+};
+pub use validate::validate;
+
+/// The file `load` reads when `--config` is not given, if it exists in the
+/// current directory.
+pub const DEFAULT_CONFIG_FILE: &str = "proxy.toml";
+
 /// Which deployment sits behind the proxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Mode {
     Standalone,
     Sentinel,
@@ -17,13 +41,14 @@ pub enum Mode {
 }
 
 /// Where reads may go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ReadFrom {
     Primary,
     ReplicaPreferred,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Client listen address.
     pub listen: SocketAddr,
@@ -42,7 +67,8 @@ pub struct Config {
     pub stats: StatsConfig,
 }
 
-#[derive(Debug, Clone, Default)]
+// Debug by hand below: it must not print passwords.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct AuthConfig {
     /// Password of the default user clients must `AUTH` with; `None`: no auth.
     pub password: Option<String>,
@@ -50,13 +76,15 @@ pub struct AuthConfig {
     pub users: Vec<User>,
 }
 
-#[derive(Debug, Clone)]
+// Debug by hand below: it must not print passwords.
+#[derive(Clone, PartialEq, Eq)]
 pub struct User {
     pub name: String,
     pub password: String,
 }
 
-#[derive(Debug, Clone)]
+// Debug by hand below: it must not print passwords.
+#[derive(Clone, PartialEq, Eq)]
 pub struct UpstreamConfig {
     pub mode: Mode,
     /// `host:port` strings: the server (standalone), the sentinels, or cluster seeds.
@@ -84,7 +112,7 @@ pub struct UpstreamConfig {
     pub read_from: ReadFrom,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitsConfig {
     pub max_clients: usize,
     /// Largest request frame; refused before it is buffered.
@@ -99,7 +127,7 @@ pub struct LimitsConfig {
     pub shutdown_grace: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompressionConfig {
     pub enabled: bool,
     pub min_size: usize,
@@ -108,7 +136,7 @@ pub struct CompressionConfig {
     pub max_decompressed_bytes: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagsConfig {
     pub enabled: bool,
     pub prefix: String,
@@ -118,7 +146,7 @@ pub struct TagsConfig {
     pub sweep_rate: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StatsConfig {
     pub enabled: bool,
     pub max_keys: usize,
@@ -126,3 +154,234 @@ pub struct StatsConfig {
     /// Latency histogram bucket upper bounds, microseconds.
     pub latency_buckets_us: Vec<u64>,
 }
+
+impl Mode {
+    /// The names accepted in the file and on the command line.
+    pub const NAMES: [&'static str; 3] = ["standalone", "sentinel", "cluster"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Standalone => "standalone",
+            Mode::Sentinel => "sentinel",
+            Mode::Cluster => "cluster",
+        }
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s {
+            "standalone" => Ok(Mode::Standalone),
+            "sentinel" => Ok(Mode::Sentinel),
+            "cluster" => Ok(Mode::Cluster),
+            _ => Err(format!(
+                "unknown mode {s:?}, expected one of {}",
+                Mode::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ReadFrom {
+    /// The names accepted in the file.
+    pub const NAMES: [&'static str; 2] = ["primary", "replica_preferred"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadFrom::Primary => "primary",
+            ReadFrom::ReplicaPreferred => "replica_preferred",
+        }
+    }
+}
+
+impl FromStr for ReadFrom {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ReadFrom, String> {
+        match s {
+            "primary" => Ok(ReadFrom::Primary),
+            "replica_preferred" => Ok(ReadFrom::ReplicaPreferred),
+            _ => Err(format!(
+                "unknown read_from {s:?}, expected one of {}",
+                ReadFrom::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
+impl fmt::Display for ReadFrom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Default for Config {
+    /// The built-in defaults, with `workers` resolved for this machine.
+    fn default() -> Config {
+        // The defaults are constants checked by a test, not user input.
+        validate(FileConfig::default()).expect("built-in defaults are valid")
+    }
+}
+
+// Debug by hand for the structs holding secrets: a config dumped into a log or
+// a panic message must not carry passwords.
+
+fn redacted(secret: &Option<String>) -> Option<&'static str> {
+    secret.as_ref().map(|_| "<redacted>")
+}
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("password", &redacted(&self.password))
+            .field("users", &self.users)
+            .finish()
+    }
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+impl fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("mode", &self.mode)
+            .field("nodes", &self.nodes)
+            .field("master_name", &self.master_name)
+            .field("username", &self.username)
+            .field("password", &redacted(&self.password))
+            .field("sentinel_username", &self.sentinel_username)
+            .field("sentinel_password", &redacted(&self.sentinel_password))
+            .field("shared_connections", &self.shared_connections)
+            .field("pinned_pool_size", &self.pinned_pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("reconnect_backoff_min", &self.reconnect_backoff_min)
+            .field("reconnect_backoff_max", &self.reconnect_backoff_max)
+            .field("databases", &self.databases)
+            .field("read_from", &self.read_from)
+            .finish()
+    }
+}
+
+/// Everything wrong with a configuration, one problem per line when displayed,
+/// so an operator fixes them all in one go instead of one per restart.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct ConfigError {
+    problems: Vec<String>,
+}
+
+impl ConfigError {
+    /// `problems` must not be empty: an error without a problem is a bug.
+    pub fn new(problems: Vec<String>) -> ConfigError {
+        debug_assert!(!problems.is_empty());
+        ConfigError { problems }
+    }
+
+    pub fn one(problem: impl Into<String>) -> ConfigError {
+        ConfigError::new(vec![problem.into()])
+    }
+
+    /// Each problem, e.g. `upstream.databases: must be at least 1, got 0`.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+}
+
+/// Loads the configuration: built-in defaults, then the file (`--config`, or
+/// `./proxy.toml` if it exists), then environment and command-line overrides,
+/// then validation of the result.
+pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+    let mut file = match config_path(cli) {
+        Some(path) => FileConfig::read(&path)?,
+        None => FileConfig::default(),
+    };
+    let mut problems = apply_overrides(&mut file, cli);
+    match validate(file) {
+        Ok(config) if problems.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigError::new(problems)),
+        Err(e) => {
+            problems.extend(e.problems);
+            Err(ConfigError::new(problems))
+        }
+    }
+}
+
+/// The file [`load`] reads, if any: `--config` when given (it must then
+/// exist), otherwise `proxy.toml` in the current directory when present.
+pub fn config_path(cli: &Cli) -> Option<PathBuf> {
+    resolve_config_path(cli.config.as_deref(), Path::new(DEFAULT_CONFIG_FILE))
+}
+
+fn resolve_config_path(explicit: Option<&Path>, implicit: &Path) -> Option<PathBuf> {
+    match explicit {
+        Some(path) => Some(path.to_path_buf()),
+        // `exists`, not `is_file`: a `proxy.toml` that is a directory or
+        // unreadable should be reported, not silently skipped.
+        None => implicit.exists().then(|| implicit.to_path_buf()),
+    }
+}
+
+/// Puts the environment and command-line values over the file's. Empty
+/// strings count as unset, the usual convention for environment variables
+/// (`RESPITE_MASTER_NAME=` in a compose file). Returns the problems found that
+/// `validate` cannot see (a secret that is not UTF-8).
+fn apply_overrides(file: &mut FileConfig, cli: &Cli) -> Vec<String> {
+    fn set(target: &mut Option<String>, value: &Option<String>) {
+        if let Some(v) = value.as_ref().filter(|v| !v.is_empty()) {
+            *target = Some(v.clone());
+        }
+    }
+    set(&mut file.server.listen, &cli.listen);
+    set(&mut file.server.admin, &cli.admin);
+    set(&mut file.server.log_level, &cli.log_level);
+    set(&mut file.upstream.master_name, &cli.master_name);
+    if let Some(workers) = cli.workers {
+        file.server.workers = Some(workers);
+    }
+    if let Some(mode) = cli.mode {
+        file.upstream.mode = Some(mode);
+    }
+    // `RESPITE_UPSTREAM="a:6379, b:6379"` is a natural way to write a list, so
+    // blanks around entries are dropped. An empty entry in a non-empty list is
+    // kept for `validate` to report rather than silently skipped.
+    let nodes: Vec<String> = cli.upstream.iter().map(|n| n.trim().to_string()).collect();
+    if nodes.iter().any(|n| !n.is_empty()) {
+        file.upstream.nodes = Some(nodes);
+    }
+
+    let secrets = &cli.secrets;
+    if let Some(p) = &secrets.password {
+        file.auth.password = Some(p.clone());
+    }
+    set(&mut file.upstream.username, &secrets.upstream_username);
+    if let Some(p) = &secrets.upstream_password {
+        file.upstream.password = Some(p.clone());
+    }
+    if let Some(p) = &secrets.sentinel_password {
+        file.upstream.sentinel_password = Some(p.clone());
+    }
+    secrets
+        .not_unicode
+        .iter()
+        .map(|name| format!("{name}: not valid UTF-8"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

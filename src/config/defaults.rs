@@ -1,0 +1,120 @@
+//! Built-in default for every setting, one named constant each.
+//!
+//! `proxy.toml` at the top of the repository spells out the same values with a
+//! comment per field; a test parses it and compares it with these constants, so
+//! the documentation and the code cannot drift apart. Durations and sizes use
+//! the unit of their TOML key (`*_ms`, `*_secs`, bytes).
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use super::{Mode, ReadFrom};
+
+// ---- [server] ----
+
+/// Client listen address: loopback only, so a fresh install is not reachable
+/// from the network until an operator says so.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 6380));
+/// Worker threads; 0 means one per CPU the process may run on (its affinity
+/// mask, as `std::thread::available_parallelism` reports it, so a container
+/// limited to 2 CPUs gets 2 workers).
+pub const DEFAULT_WORKERS: usize = 0;
+/// Admin HTTP address (`/metrics`, `/health`, `/ready`), loopback only.
+pub const DEFAULT_ADMIN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 9121));
+/// The word that disables the admin listener in `server.admin` / `--admin`.
+pub const ADMIN_OFF: &str = "off";
+/// `tracing` filter directive.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+
+// ---- [upstream] ----
+
+/// Deployment behind the proxy.
+pub const DEFAULT_UPSTREAM_MODE: Mode = Mode::Standalone;
+/// A local Redis on its standard port.
+pub const DEFAULT_UPSTREAM_NODES: &[&str] = &["127.0.0.1:6379"];
+/// Shared multiplexed connections per node and per worker: one is enough to
+/// batch many clients' pipelines; more only helps when one connection's
+/// socket becomes the bottleneck.
+pub const DEFAULT_UPSTREAM_SHARED_CONNECTIONS: usize = 1;
+/// Most pinned connections (MULTI, blocking commands, pub/sub) per node.
+pub const DEFAULT_UPSTREAM_PINNED_POOL_SIZE: usize = 64;
+/// How long connecting to an upstream node may take.
+pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS: u64 = 1000;
+/// A request with no reply after this long fails its connection.
+pub const DEFAULT_UPSTREAM_COMMAND_TIMEOUT_MS: u64 = 5000;
+/// First wait before reconnecting to a node that failed.
+pub const DEFAULT_UPSTREAM_RECONNECT_BACKOFF_MIN_MS: u64 = 50;
+/// Longest wait between reconnect attempts (the wait doubles up to this).
+pub const DEFAULT_UPSTREAM_RECONNECT_BACKOFF_MAX_MS: u64 = 2000;
+/// Databases `SELECT` accepts, as Redis's own default `databases 16`.
+pub const DEFAULT_UPSTREAM_DATABASES: u32 = 16;
+/// Reads go to the primary, so a client reads its own writes.
+pub const DEFAULT_UPSTREAM_READ_FROM: ReadFrom = ReadFrom::Primary;
+
+// ---- [limits] ----
+
+/// Most client connections open at once.
+pub const DEFAULT_LIMITS_MAX_CLIENTS: usize = 10_000;
+/// Largest request frame, 512 MiB: Redis's own `proto-max-bulk-len`.
+pub const DEFAULT_LIMITS_MAX_REQUEST_BYTES: usize = 512 * 1024 * 1024;
+/// Most arguments in one request (Redis's limit on a multibulk's length is
+/// larger; 4 Mi arguments is already far beyond any sane command).
+pub const DEFAULT_LIMITS_MAX_REQUEST_ARGS: usize = 4_194_304;
+/// Requests one client may have waiting for replies before the proxy stops
+/// reading from its socket.
+pub const DEFAULT_LIMITS_MAX_INFLIGHT: usize = 1024;
+/// Idle client connections are never closed (0), as Redis's `timeout 0`.
+pub const DEFAULT_LIMITS_IDLE_TIMEOUT_SECS: u64 = 0;
+/// How long graceful shutdown waits for in-flight replies.
+pub const DEFAULT_LIMITS_SHUTDOWN_GRACE_MS: u64 = 5000;
+
+// ---- [compression] ----
+
+/// Compression of large values is on.
+pub const DEFAULT_COMPRESSION_ENABLED: bool = true;
+/// Values shorter than this are stored as they are: below about 1 KiB lz4
+/// rarely pays for its header and the CPU.
+pub const DEFAULT_COMPRESSION_MIN_SIZE: usize = 1024;
+/// Key glob patterns never compressed: none.
+pub const DEFAULT_COMPRESSION_EXCLUDE: &[&str] = &[];
+/// Largest size a stored value may claim to decompress to, 512 MiB, the same
+/// as the largest request, so a corrupt header cannot make the proxy allocate
+/// without bound.
+pub const DEFAULT_COMPRESSION_MAX_DECOMPRESSED_BYTES: usize = 512 * 1024 * 1024;
+/// The compression envelope's header length (magic, version, codec, length);
+/// `compression.min_size` must leave room for it and some payload.
+pub const COMPRESSION_HEADER_BYTES: usize = 11;
+/// Smallest accepted `compression.min_size`.
+pub const MIN_COMPRESSION_MIN_SIZE: usize = 16;
+/// Smallest accepted `limits.max_request_bytes`: a limit lower than this would
+/// refuse ordinary commands.
+pub const MIN_LIMITS_MAX_REQUEST_BYTES: usize = 1024;
+
+// ---- [tags] ----
+
+/// Tag commands (`TAGSET`, `TAGINVAL`, ...) are available.
+pub const DEFAULT_TAGS_ENABLED: bool = true;
+/// Prefix of the keys the tag index lives in.
+pub const DEFAULT_TAGS_PREFIX: &str = "__respite:";
+/// Keys deleted or checked per upstream round trip during invalidation.
+pub const DEFAULT_TAGS_BATCH: usize = 1000;
+/// How often the background sweep removes index entries of expired keys.
+pub const DEFAULT_TAGS_SWEEP_INTERVAL_MS: u64 = 60_000;
+/// Most index entries the sweep checks per second, so it never competes with
+/// client traffic.
+pub const DEFAULT_TAGS_SWEEP_RATE: usize = 10_000;
+
+// ---- [stats] ----
+
+/// Per-key and per-command statistics are collected.
+pub const DEFAULT_STATS_ENABLED: bool = true;
+/// Keys the heavy-hitter structure tracks at most.
+pub const DEFAULT_STATS_MAX_KEYS: usize = 100_000;
+/// Fraction of requests counted per key: all of them.
+pub const DEFAULT_STATS_SAMPLE_RATE: f64 = 1.0;
+/// Latency histogram bucket upper bounds in microseconds, 50 µs to 1 s.
+pub const DEFAULT_STATS_LATENCY_BUCKETS_US: &[u64] = &[
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000,
+];

@@ -1,0 +1,214 @@
+//! The TOML file format: serde structs mirroring `proxy.toml` section by section.
+//!
+//! Every field is optional (a missing field takes its `DEFAULT_*` value in
+//! `validate`) and every struct denies unknown fields, so a misspelt key is an
+//! error instead of a silently ignored setting. Types here are only as strict
+//! as parsing needs; range and consistency checks belong to `validate`, which
+//! can report all of them at once.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::defaults::*;
+use super::{ConfigError, Mode, ReadFrom};
+
+/// The whole file. A missing section is the same as an empty one.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub server: ServerSection,
+    pub auth: AuthSection,
+    pub upstream: UpstreamSection,
+    pub limits: LimitsSection,
+    pub compression: CompressionSection,
+    pub tags: TagsSection,
+    pub stats: StatsSection,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// `IP:PORT`; port 0 picks a free port.
+    pub listen: Option<String>,
+    /// 0 = one per available CPU.
+    pub workers: Option<usize>,
+    /// `IP:PORT` or `"off"`.
+    pub admin: Option<String>,
+    pub log_level: Option<String>,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    pub password: Option<Secret>,
+    pub users: Option<Vec<FileUser>>,
+}
+
+/// One `[[auth.users]]` entry. Both fields are options so that a missing one
+/// is reported by `validate` together with every other problem.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUser {
+    pub name: Option<String>,
+    pub password: Option<Secret>,
+}
+
+/// `[upstream]`
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    pub mode: Option<Mode>,
+    pub nodes: Option<Vec<String>>,
+    pub master_name: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub sentinel_username: Option<String>,
+    pub sentinel_password: Option<Secret>,
+    pub shared_connections: Option<usize>,
+    pub pinned_pool_size: Option<usize>,
+    pub connect_timeout_ms: Option<u64>,
+    pub command_timeout_ms: Option<u64>,
+    pub reconnect_backoff_min_ms: Option<u64>,
+    pub reconnect_backoff_max_ms: Option<u64>,
+    pub databases: Option<u32>,
+    pub read_from: Option<ReadFrom>,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    pub max_clients: Option<usize>,
+    pub max_request_bytes: Option<usize>,
+    pub max_request_args: Option<usize>,
+    pub max_inflight: Option<usize>,
+    /// 0 = never close idle clients.
+    pub idle_timeout_secs: Option<u64>,
+    pub shutdown_grace_ms: Option<u64>,
+}
+
+/// `[compression]`
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionSection {
+    pub enabled: Option<bool>,
+    pub min_size: Option<usize>,
+    pub exclude: Option<Vec<String>>,
+    pub max_decompressed_bytes: Option<usize>,
+}
+
+/// `[tags]`
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagsSection {
+    pub enabled: Option<bool>,
+    pub prefix: Option<String>,
+    pub batch: Option<usize>,
+    pub sweep_interval_ms: Option<u64>,
+    pub sweep_rate: Option<usize>,
+}
+
+/// `[stats]`
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsSection {
+    pub enabled: Option<bool>,
+    pub max_keys: Option<usize>,
+    pub sample_rate: Option<f64>,
+    pub latency_buckets_us: Option<Vec<u64>>,
+}
+
+impl FileConfig {
+    /// Parses TOML text. `origin` (usually the file name) starts the error
+    /// message so the operator knows which file is wrong.
+    pub fn parse(text: &str, origin: &str) -> Result<FileConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            // toml's message spans several lines (position, source excerpt,
+            // reason); keep it whole as one problem.
+            ConfigError::one(format!("{origin}: {}", e.to_string().trim_end()))
+        })
+    }
+
+    /// Reads and parses a file; a file that cannot be read is an error naming it.
+    pub fn read(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::one(format!("{}: cannot read: {e}", path.display())))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// The file with every field that has a default set to it, i.e. what the
+    /// documented `proxy.toml` must parse to. Fields without a default
+    /// (passwords, usernames, the sentinel master name, users) stay `None`.
+    pub fn with_defaults() -> FileConfig {
+        let strings = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        FileConfig {
+            server: ServerSection {
+                listen: Some(DEFAULT_LISTEN.to_string()),
+                workers: Some(DEFAULT_WORKERS),
+                admin: Some(DEFAULT_ADMIN.to_string()),
+                log_level: Some(DEFAULT_LOG_LEVEL.to_string()),
+            },
+            auth: AuthSection::default(),
+            upstream: UpstreamSection {
+                mode: Some(DEFAULT_UPSTREAM_MODE),
+                nodes: Some(strings(DEFAULT_UPSTREAM_NODES)),
+                master_name: None,
+                username: None,
+                password: None,
+                sentinel_username: None,
+                sentinel_password: None,
+                shared_connections: Some(DEFAULT_UPSTREAM_SHARED_CONNECTIONS),
+                pinned_pool_size: Some(DEFAULT_UPSTREAM_PINNED_POOL_SIZE),
+                connect_timeout_ms: Some(DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS),
+                command_timeout_ms: Some(DEFAULT_UPSTREAM_COMMAND_TIMEOUT_MS),
+                reconnect_backoff_min_ms: Some(DEFAULT_UPSTREAM_RECONNECT_BACKOFF_MIN_MS),
+                reconnect_backoff_max_ms: Some(DEFAULT_UPSTREAM_RECONNECT_BACKOFF_MAX_MS),
+                databases: Some(DEFAULT_UPSTREAM_DATABASES),
+                read_from: Some(DEFAULT_UPSTREAM_READ_FROM),
+            },
+            limits: LimitsSection {
+                max_clients: Some(DEFAULT_LIMITS_MAX_CLIENTS),
+                max_request_bytes: Some(DEFAULT_LIMITS_MAX_REQUEST_BYTES),
+                max_request_args: Some(DEFAULT_LIMITS_MAX_REQUEST_ARGS),
+                max_inflight: Some(DEFAULT_LIMITS_MAX_INFLIGHT),
+                idle_timeout_secs: Some(DEFAULT_LIMITS_IDLE_TIMEOUT_SECS),
+                shutdown_grace_ms: Some(DEFAULT_LIMITS_SHUTDOWN_GRACE_MS),
+            },
+            compression: CompressionSection {
+                enabled: Some(DEFAULT_COMPRESSION_ENABLED),
+                min_size: Some(DEFAULT_COMPRESSION_MIN_SIZE),
+                exclude: Some(strings(DEFAULT_COMPRESSION_EXCLUDE)),
+                max_decompressed_bytes: Some(DEFAULT_COMPRESSION_MAX_DECOMPRESSED_BYTES),
+            },
+            tags: TagsSection {
+                enabled: Some(DEFAULT_TAGS_ENABLED),
+                prefix: Some(DEFAULT_TAGS_PREFIX.to_string()),
+                batch: Some(DEFAULT_TAGS_BATCH),
+                sweep_interval_ms: Some(DEFAULT_TAGS_SWEEP_INTERVAL_MS),
+                sweep_rate: Some(DEFAULT_TAGS_SWEEP_RATE),
+            },
+            stats: StatsSection {
+                enabled: Some(DEFAULT_STATS_ENABLED),
+                max_keys: Some(DEFAULT_STATS_MAX_KEYS),
+                sample_rate: Some(DEFAULT_STATS_SAMPLE_RATE),
+                latency_buckets_us: Some(DEFAULT_STATS_LATENCY_BUCKETS_US.to_vec()),
+            },
+        }
+    }
+}
+
+/// A password read from the file or the environment. Its `Debug` output is
+/// redacted, so a configuration dumped into a log or a panic message does not
+/// carry secrets.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}

@@ -1,0 +1,491 @@
+//! Validation: turns the optional file settings into the typed [`Config`],
+//! filling in defaults and collecting every problem before failing.
+//!
+//! Each check records a problem and carries on with a placeholder value, so one
+//! run reports everything that is wrong. Problems read `key: what is wrong`,
+//! with the key as it is spelt in `proxy.toml`; values are quoted with Rust's
+//! debug escaping so a control character in the input cannot break the line.
+
+use std::collections::HashMap;
+use std::net::{Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use super::defaults::*;
+use super::file::{FileConfig, FileUser, Secret};
+use super::{
+    AuthConfig, CompressionConfig, Config, ConfigError, LimitsConfig, Mode, StatsConfig,
+    TagsConfig, UpstreamConfig, User,
+};
+
+/// Level names `tracing` accepts in a filter directive.
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Checks `file` and builds the [`Config`] it describes; fields the file leaves
+/// out take their `DEFAULT_*` value. Every problem found is in the error.
+pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
+    let mut p = Problems::default();
+
+    // ---- [server] ----
+    let server = file.server;
+    // `None` below means "invalid, already reported".
+    let listen = match server.listen {
+        Some(s) => p.socket_addr("server.listen", &s),
+        None => Some(DEFAULT_LISTEN),
+    };
+    let workers = match server.workers.unwrap_or(DEFAULT_WORKERS) {
+        // The affinity mask, not the machine's CPU count: a process pinned to
+        // two cores (taskset, cgroup cpusets) gains nothing from more workers.
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let admin: Option<Option<SocketAddr>> = match server.admin {
+        Some(s) if s.eq_ignore_ascii_case(ADMIN_OFF) => Some(None),
+        Some(s) => p.socket_addr("server.admin", &s).map(Some),
+        None => Some(Some(DEFAULT_ADMIN)),
+    };
+    if let (Some(listen), Some(Some(admin))) = (listen, admin) {
+        // Port 0 means "any free port" for each, so only a fixed port can clash.
+        if admin == listen && admin.port() != 0 {
+            p.add(
+                "server.admin",
+                format!("{admin} is also server.listen; they need different ports"),
+            );
+        }
+    }
+    let log_level = server
+        .log_level
+        .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_string());
+    if let Err(e) = check_log_filter(&log_level) {
+        p.add("server.log_level", e);
+    }
+
+    // ---- [auth] ----
+    let auth = AuthConfig {
+        password: p.secret("auth.password", file.auth.password),
+        users: p.users(file.auth.users.unwrap_or_default()),
+    };
+
+    // ---- [upstream] ----
+    let up = file.upstream;
+    let mode = up.mode.unwrap_or(DEFAULT_UPSTREAM_MODE);
+    let nodes = up.nodes.unwrap_or_else(|| {
+        DEFAULT_UPSTREAM_NODES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    });
+    p.nodes(&nodes);
+    let master_name = up.master_name;
+    if mode == Mode::Sentinel && master_name.as_deref().is_none_or(str::is_empty) {
+        p.add(
+            "upstream.master_name",
+            "required in sentinel mode (the name the sentinels monitor, e.g. \"mymaster\")",
+        );
+    }
+    let username = p.non_empty("upstream.username", up.username);
+    let password = p.secret("upstream.password", up.password);
+    let sentinel_username = p.non_empty("upstream.sentinel_username", up.sentinel_username);
+    let sentinel_password = p.secret("upstream.sentinel_password", up.sentinel_password);
+    let shared_connections = up
+        .shared_connections
+        .unwrap_or(DEFAULT_UPSTREAM_SHARED_CONNECTIONS);
+    p.at_least("upstream.shared_connections", shared_connections, 1);
+    let pinned_pool_size = up
+        .pinned_pool_size
+        .unwrap_or(DEFAULT_UPSTREAM_PINNED_POOL_SIZE);
+    p.at_least("upstream.pinned_pool_size", pinned_pool_size, 1);
+    let connect_timeout_ms = up
+        .connect_timeout_ms
+        .unwrap_or(DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS);
+    p.at_least("upstream.connect_timeout_ms", connect_timeout_ms, 1);
+    let command_timeout_ms = up
+        .command_timeout_ms
+        .unwrap_or(DEFAULT_UPSTREAM_COMMAND_TIMEOUT_MS);
+    p.at_least("upstream.command_timeout_ms", command_timeout_ms, 1);
+    let backoff_min_ms = up
+        .reconnect_backoff_min_ms
+        .unwrap_or(DEFAULT_UPSTREAM_RECONNECT_BACKOFF_MIN_MS);
+    // The backoff doubles from the minimum: starting at 0 it would stay 0 and
+    // reconnect in a busy loop.
+    p.at_least("upstream.reconnect_backoff_min_ms", backoff_min_ms, 1);
+    let backoff_max_ms = up
+        .reconnect_backoff_max_ms
+        .unwrap_or(DEFAULT_UPSTREAM_RECONNECT_BACKOFF_MAX_MS);
+    if backoff_min_ms > backoff_max_ms {
+        p.add(
+            "upstream.reconnect_backoff_max_ms",
+            format!(
+                "must be at least upstream.reconnect_backoff_min_ms ({backoff_min_ms}), got {backoff_max_ms}"
+            ),
+        );
+    }
+    let databases = up.databases.unwrap_or(DEFAULT_UPSTREAM_DATABASES);
+    // Redis Cluster has only database 0, so the setting means nothing there and
+    // a cluster config copied from a standalone one should not fail on it.
+    if mode != Mode::Cluster {
+        p.at_least("upstream.databases", databases, 1);
+    }
+    let upstream = UpstreamConfig {
+        mode,
+        nodes,
+        master_name,
+        username,
+        password,
+        sentinel_username,
+        sentinel_password,
+        shared_connections,
+        pinned_pool_size,
+        connect_timeout: Duration::from_millis(connect_timeout_ms),
+        command_timeout: Duration::from_millis(command_timeout_ms),
+        reconnect_backoff_min: Duration::from_millis(backoff_min_ms),
+        reconnect_backoff_max: Duration::from_millis(backoff_max_ms),
+        databases,
+        read_from: up.read_from.unwrap_or(DEFAULT_UPSTREAM_READ_FROM),
+    };
+
+    // ---- [limits] ----
+    let l = file.limits;
+    let limits = LimitsConfig {
+        max_clients: l.max_clients.unwrap_or(DEFAULT_LIMITS_MAX_CLIENTS),
+        max_request_bytes: l
+            .max_request_bytes
+            .unwrap_or(DEFAULT_LIMITS_MAX_REQUEST_BYTES),
+        max_request_args: l
+            .max_request_args
+            .unwrap_or(DEFAULT_LIMITS_MAX_REQUEST_ARGS),
+        max_inflight: l.max_inflight.unwrap_or(DEFAULT_LIMITS_MAX_INFLIGHT),
+        idle_timeout: match l
+            .idle_timeout_secs
+            .unwrap_or(DEFAULT_LIMITS_IDLE_TIMEOUT_SECS)
+        {
+            0 => None,
+            secs => Some(Duration::from_secs(secs)),
+        },
+        shutdown_grace: Duration::from_millis(
+            l.shutdown_grace_ms
+                .unwrap_or(DEFAULT_LIMITS_SHUTDOWN_GRACE_MS),
+        ),
+    };
+    p.at_least("limits.max_clients", limits.max_clients, 1);
+    p.at_least(
+        "limits.max_request_bytes",
+        limits.max_request_bytes,
+        MIN_LIMITS_MAX_REQUEST_BYTES,
+    );
+    p.at_least("limits.max_request_args", limits.max_request_args, 1);
+    p.at_least("limits.max_inflight", limits.max_inflight, 1);
+
+    // ---- [compression] ----
+    let c = file.compression;
+    let compression = CompressionConfig {
+        enabled: c.enabled.unwrap_or(DEFAULT_COMPRESSION_ENABLED),
+        min_size: c.min_size.unwrap_or(DEFAULT_COMPRESSION_MIN_SIZE),
+        exclude: c.exclude.unwrap_or_else(|| {
+            DEFAULT_COMPRESSION_EXCLUDE
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        }),
+        max_decompressed_bytes: c
+            .max_decompressed_bytes
+            .unwrap_or(DEFAULT_COMPRESSION_MAX_DECOMPRESSED_BYTES),
+    };
+    p.at_least(
+        "compression.min_size",
+        compression.min_size,
+        MIN_COMPRESSION_MIN_SIZE,
+    );
+    for (i, pattern) in compression.exclude.iter().enumerate() {
+        if pattern.is_empty() {
+            p.add(format!("compression.exclude[{i}]"), "empty pattern");
+        }
+    }
+    // A value the proxy accepted and compressed must be readable again.
+    if compression.enabled && compression.max_decompressed_bytes < limits.max_request_bytes {
+        p.add(
+            "compression.max_decompressed_bytes",
+            format!(
+                "must be at least limits.max_request_bytes ({}), got {}: a large value written \
+                 through the proxy could not be read back",
+                limits.max_request_bytes, compression.max_decompressed_bytes
+            ),
+        );
+    }
+
+    // ---- [tags] ----
+    let t = file.tags;
+    let tags = TagsConfig {
+        enabled: t.enabled.unwrap_or(DEFAULT_TAGS_ENABLED),
+        prefix: t.prefix.unwrap_or_else(|| DEFAULT_TAGS_PREFIX.to_string()),
+        batch: t.batch.unwrap_or(DEFAULT_TAGS_BATCH),
+        sweep_interval: Duration::from_millis(
+            t.sweep_interval_ms
+                .unwrap_or(DEFAULT_TAGS_SWEEP_INTERVAL_MS),
+        ),
+        sweep_rate: t.sweep_rate.unwrap_or(DEFAULT_TAGS_SWEEP_RATE),
+    };
+    // An empty prefix would put the index among the application's own keys.
+    if tags.prefix.is_empty() {
+        p.add("tags.prefix", "must not be empty");
+    }
+    p.at_least("tags.batch", tags.batch, 1);
+    p.at_least("tags.sweep_interval_ms", tags.sweep_interval.as_millis(), 1);
+    p.at_least("tags.sweep_rate", tags.sweep_rate, 1);
+
+    // ---- [stats] ----
+    let s = file.stats;
+    let stats = StatsConfig {
+        enabled: s.enabled.unwrap_or(DEFAULT_STATS_ENABLED),
+        max_keys: s.max_keys.unwrap_or(DEFAULT_STATS_MAX_KEYS),
+        sample_rate: s.sample_rate.unwrap_or(DEFAULT_STATS_SAMPLE_RATE),
+        latency_buckets_us: s
+            .latency_buckets_us
+            .unwrap_or_else(|| DEFAULT_STATS_LATENCY_BUCKETS_US.to_vec()),
+    };
+    p.at_least("stats.max_keys", stats.max_keys, 1);
+    // Written so that NaN fails too.
+    if !(stats.sample_rate > 0.0 && stats.sample_rate <= 1.0) {
+        p.add(
+            "stats.sample_rate",
+            format!("must be in (0, 1], got {}", stats.sample_rate),
+        );
+    }
+    if stats.latency_buckets_us.is_empty() {
+        p.add("stats.latency_buckets_us", "must not be empty");
+    }
+    if let Some(w) = stats.latency_buckets_us.windows(2).find(|w| w[0] >= w[1]) {
+        p.add(
+            "stats.latency_buckets_us",
+            format!(
+                "must be strictly increasing, but {} is followed by {}",
+                w[0], w[1]
+            ),
+        );
+    }
+
+    match (listen, admin) {
+        (Some(listen), Some(admin)) if p.0.is_empty() => Ok(Config {
+            listen,
+            workers,
+            admin,
+            log_level,
+            auth,
+            upstream,
+            limits,
+            compression,
+            tags,
+            stats,
+        }),
+        _ => Err(ConfigError::new(p.0)),
+    }
+}
+
+/// The problems found so far, `key: message` each.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn add(&mut self, key: impl std::fmt::Display, message: impl std::fmt::Display) {
+        self.0.push(format!("{key}: {message}"));
+    }
+
+    fn at_least<T: PartialOrd + std::fmt::Display>(&mut self, key: &str, value: T, min: T) {
+        if value < min {
+            self.add(key, format!("must be at least {min}, got {value}"));
+        }
+    }
+
+    /// An address to bind: a literal IP, since `Config` holds a `SocketAddr`
+    /// and resolving a name at startup would make the bound address depend on DNS.
+    fn socket_addr(&mut self, key: &str, s: &str) -> Option<SocketAddr> {
+        let addr = s.parse().ok();
+        if addr.is_none() {
+            self.add(
+                key,
+                format!(
+                    "{s:?} is not IP:PORT (e.g. 127.0.0.1:6380, 0.0.0.0:6380 or [::]:6380; \
+                     port 0 picks a free port)"
+                ),
+            );
+        }
+        addr
+    }
+
+    /// An optional string that, when present, must say something: an empty
+    /// username is a mistake, not a request for none.
+    fn non_empty(&mut self, key: &str, value: Option<String>) -> Option<String> {
+        if value.as_deref() == Some("") {
+            self.add(key, "empty; remove the setting instead");
+        }
+        value
+    }
+
+    fn secret(&mut self, key: &str, value: Option<Secret>) -> Option<String> {
+        self.non_empty(key, value.map(|s| s.0))
+    }
+
+    fn nodes(&mut self, nodes: &[String]) {
+        if nodes.is_empty() {
+            self.add("upstream.nodes", "at least one HOST:PORT is needed");
+        }
+        let mut seen = HashMap::new();
+        for (i, node) in nodes.iter().enumerate() {
+            if let Err(e) = check_host_port(node) {
+                self.add(format!("upstream.nodes[{i}]"), format!("{node:?} {e}"));
+            } else if let Some(first) = seen.insert(node.as_str(), i) {
+                self.add(
+                    format!("upstream.nodes[{i}]"),
+                    format!("{node:?} is already upstream.nodes[{first}]"),
+                );
+            }
+        }
+    }
+
+    fn users(&mut self, users: Vec<FileUser>) -> Vec<User> {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut out = Vec::with_capacity(users.len());
+        for (i, user) in users.into_iter().enumerate() {
+            let name = user.name.unwrap_or_default();
+            if name.is_empty() {
+                self.add(format!("auth.users[{i}].name"), "missing or empty");
+            } else if let Some(first) = seen.get(&name) {
+                self.add(
+                    format!("auth.users[{i}].name"),
+                    format!("{name:?} is already auth.users[{first}]"),
+                );
+            } else {
+                seen.insert(name.clone(), i);
+            }
+            let password = user.password.map(|s| s.0).unwrap_or_default();
+            if password.is_empty() {
+                self.add(format!("auth.users[{i}].password"), "missing or empty");
+            }
+            out.push(User { name, password });
+        }
+        out
+    }
+}
+
+/// Checks the form of an upstream node address. Hostnames are allowed and
+/// resolved only when connecting (a name must not fail the config because DNS
+/// is briefly down at startup), so this checks the shape, not the host.
+fn check_host_port(s: &str) -> Result<(), String> {
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err("is not HOST:PORT (e.g. 127.0.0.1:6379 or redis.internal:6379)".into());
+    };
+    match port.parse::<u16>() {
+        Ok(0) => return Err("has port 0; an upstream needs a real port".into()),
+        Ok(_) => {}
+        Err(_) => return Err(format!("has an invalid port {port:?} (1-65535)")),
+    }
+    if let Some(inner) = host.strip_prefix('[') {
+        return match inner.strip_suffix(']').map(str::parse::<Ipv6Addr>) {
+            Some(Ok(_)) => Ok(()),
+            _ => Err(format!("has an invalid IPv6 address {host:?}")),
+        };
+    }
+    if host.contains(':') {
+        return Err("looks like an IPv6 address without brackets; write [ADDR]:PORT".into());
+    }
+    if is_hostname(host) {
+        Ok(())
+    } else {
+        Err(format!("has an invalid host {host:?}"))
+    }
+}
+
+/// A DNS name or IPv4 literal: dot-separated labels of letters, digits, `-`
+/// and `_` (common in internal names, e.g. docker compose services), none
+/// empty or longer than 63, not starting or ending with `-`.
+fn is_hostname(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// A `tracing` filter made of comma-separated `LEVEL` or `TARGET=LEVEL`
+/// directives. Stricter than `tracing` (which reads a bare word as a target
+/// to log at every level) so that a typo such as `inf0` or `warning` is an
+/// error rather than a filter that silently logs nothing.
+fn check_log_filter(filter: &str) -> Result<(), String> {
+    if filter.trim().is_empty() {
+        return Err("must not be empty (e.g. \"info\")".into());
+    }
+    for directive in filter.split(',').map(str::trim) {
+        let level = match directive.rsplit_once('=') {
+            Some((target, level)) if !target.is_empty() => level,
+            Some(_) => return Err(format!("{directive:?} has no target before '='")),
+            None => directive,
+        };
+        if !LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {
+            return Err(format!(
+                "{directive:?} is not LEVEL or TARGET=LEVEL with LEVEL one of {}",
+                LOG_LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        for ok in [
+            "127.0.0.1:6379",
+            "redis:6379",
+            "redis-0.redis.default.svc.cluster.local:6379",
+            "redis_primary:1",
+            "[::1]:6379",
+            "[fe80::1]:65535",
+            "example.com.:6379",
+        ] {
+            assert_eq!(check_host_port(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "redis",
+            "redis:",
+            ":6379",
+            "redis:0",
+            "redis:65536",
+            "redis:port",
+            "::1:6379",
+            "[::1:6379",
+            "[nothost]:6379",
+            "-redis:6379",
+            "re dis:6379",
+            "a..b:6379",
+            "http://redis:6379",
+        ] {
+            assert!(check_host_port(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn log_filters() {
+        for ok in [
+            "info",
+            "WARN",
+            "info,respite=debug",
+            "respite::server=trace",
+            "off",
+        ] {
+            assert_eq!(check_log_filter(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", " ", "inf0", "warning", "respite=loud", "=info", "info,"] {
+            assert!(check_log_filter(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
