@@ -1,4 +1,24 @@
-//! respite: a Redis proxy.
+//! respite: a Redis proxy that unmodified clients talk to as if it were one
+//! Redis server.
+//!
+//! # Layout
+//!
+//! - [`cli`]: command-line flags and environment overrides.
+//! - [`config`]: the TOML file, defaults and validation into a typed `Config`.
+//! - [`protocol`]: RESP framing with limits (requests and replies) and encoders.
+//! - [`command`]: the command table: what mode each command needs, key positions.
+//! - [`server`]: listeners, worker threads, client sessions, ordered reply queues,
+//!   commands answered locally.
+//! - [`upstream`]: connections to Redis nodes: shared multiplexed ones and pinned ones.
+//! - [`net`]: non-blocking socket reads and writes without wasted syscalls.
+//! - [`metrics`]: counters and their exported names.
+#![forbid(unsafe_code)]
+
 pub mod cli;
+pub mod command;
 pub mod config;
+pub mod metrics;
+pub mod net;
 pub mod protocol;
+pub mod server;
+pub mod upstream;

@@ -14,7 +14,7 @@ use crate::net;
 use crate::protocol::{encode, Parsed, Proto, RequestParser};
 use crate::upstream::conn::{Conn, Target};
 use bytes::{Buf, Bytes, BytesMut};
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io::ErrorKind::WouldBlock;
 use std::pin::pin;
 use std::sync::Arc;
@@ -138,7 +138,8 @@ impl Session {
 
     pub async fn run(mut self) {
         let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
-        let mut shutdown = pin!(self.ctx.shutdown.notified());
+        let ctx = self.ctx.clone();
+        let mut shutdown = pin!(ctx.shutdown.notified());
         let mut shutting_down = self.ctx.is_shutting_down();
         let idle = self.ctx.config.limits.idle_timeout;
         let mut idle_sleep = pin!(tokio::time::sleep(idle.unwrap_or(std::time::Duration::from_secs(86400 * 365))));
@@ -257,11 +258,14 @@ impl Session {
         let queue = self.queue.clone();
         let mut alloc = queue.alloc();
         let mut rbuf = std::mem::take(&mut self.rbuf);
+        // Taken out for the loop so requests can borrow its spans while the
+        // session changes; RequestParser::new(0, 0) does not allocate.
+        let mut parser = std::mem::replace(&mut self.parser, RequestParser::new(0, 0));
         let mut n_cmds = 0u64;
         loop {
-            match self.parser.parse(&rbuf) {
+            match parser.parse(&rbuf) {
                 Ok(Parsed::Frame { len }) => {
-                    let req = Req { raw: &rbuf[..len], spans: self.parser.spans() };
+                    let req = Req { raw: &rbuf[..len], spans: parser.spans() };
                     n_cmds += 1;
                     let flow = self.handle(&req, &mut alloc);
                     if flow == Flow::Barrier {
@@ -317,6 +321,7 @@ impl Session {
         }
         self.flush(&mut alloc);
         self.rbuf = rbuf;
+        self.parser = parser;
         Metrics::add(&self.ctx.metrics.commands, n_cmds);
     }
 

@@ -282,9 +282,9 @@ async fn handshake(stream: &TcpStream, opts: &ConnOptions) -> Result<(), String>
         encode::command(&mut out, &[b"SELECT".as_slice(), db.as_bytes()]);
         expected += 1;
     }
-    if expected == 0 {
-        return Ok(());
-    }
+    // Learn the server version for HELLO replies.
+    encode::command(&mut out, &[b"INFO".as_slice(), b"server"]);
+    expected += 1;
     while !out.is_empty() {
         stream.writable().await.map_err(|e| e.to_string())?;
         match net::write_buf(stream, &mut out) {
@@ -304,6 +304,9 @@ async fn handshake(stream: &TcpStream, opts: &ConnOptions) -> Result<(), String>
                     return Err(format!("handshake refused: {text}"));
                 }
                 expected -= 1;
+                if expected == 0 {
+                    super::learn_version(&frame);
+                }
             }
             None => {
                 stream.readable().await.map_err(|e| e.to_string())?;

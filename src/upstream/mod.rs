@@ -121,3 +121,18 @@ impl PinnedPool {
         }
     }
 }
+
+static SERVER_VERSION: Mutex<Option<Arc<str>>> = Mutex::new(None);
+
+/// The `redis_version` the upstream last reported.
+pub fn server_version() -> Option<Arc<str>> {
+    SERVER_VERSION.lock().clone()
+}
+
+/// Take `redis_version:` from an `INFO server` reply.
+fn learn_version(info: &[u8]) {
+    let text = String::from_utf8_lossy(info);
+    if let Some(v) = text.lines().find_map(|l| l.strip_prefix("redis_version:")) {
+        *SERVER_VERSION.lock() = Some(v.trim().into());
+    }
+}

@@ -1,0 +1,254 @@
+//! Client side: listeners, worker threads, connection limits, shutdown, and the
+//! registry of connected clients.
+//!
+//! Threading (see docs/DESIGN.md): `workers` threads, each a current-thread
+//! tokio runtime with its own `SO_REUSEPORT` listener and its own shared
+//! upstream connections. A client's session, and the upstream connections its
+//! requests ride on, live on the same thread, so the hot path has no
+//! cross-thread wake-ups.
+
+pub mod local;
+pub mod replies;
+pub mod session;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::upstream::{NodeConns, PinnedPool};
+use bytes::Bytes;
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+/// Process-wide state shared by every worker.
+#[derive(Debug)]
+pub struct Ctx {
+    pub config: Arc<Config>,
+    pub metrics: Metrics,
+    pub clients: DashMap<u64, Arc<ClientMeta>>,
+    pub pinned: PinnedPool,
+    pub shutdown: Notify,
+    shutting_down: AtomicBool,
+    next_id: AtomicU64,
+    client_count: AtomicUsize,
+    workers: Mutex<Vec<Arc<Worker>>>,
+}
+
+impl Ctx {
+    pub fn new(config: Config) -> Arc<Ctx> {
+        let config = Arc::new(config);
+        Arc::new(Ctx {
+            pinned: PinnedPool::new(config.clone()),
+            config,
+            metrics: Metrics::default(),
+            clients: DashMap::new(),
+            shutdown: Notify::new(),
+            shutting_down: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            client_count: AtomicUsize::new(0),
+            workers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Stop accepting and reading; sessions finish what is in flight.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        self.shutdown.notify_waiters();
+    }
+
+    pub fn client_count(&self) -> usize {
+        self.client_count.load(Ordering::Acquire)
+    }
+
+    /// Redis version reported by the upstream (for HELLO), or ours before it answered.
+    pub fn server_version(&self) -> Arc<str> {
+        crate::upstream::server_version().unwrap_or_else(|| "7.0.0".into())
+    }
+
+    pub fn workers(&self) -> Vec<Arc<Worker>> {
+        self.workers.lock().clone()
+    }
+
+    /// Whether some upstream connection is up (`/ready`).
+    pub fn ready(&self) -> bool {
+        self.workers().iter().any(|w| w.node.any_up())
+    }
+}
+
+/// One worker thread's upstream connections.
+#[derive(Debug)]
+pub struct Worker {
+    pub index: usize,
+    pub node: NodeConns,
+}
+
+/// What `CLIENT LIST` shows about a connected client.
+#[derive(Debug)]
+pub struct ClientMeta {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub laddr: SocketAddr,
+    pub created: Instant,
+    pub name: Mutex<Option<Bytes>>,
+    pub db: AtomicU32,
+    pub resp: AtomicU8,
+}
+
+impl ClientMeta {
+    /// One line in Redis's `CLIENT INFO` format (fields a proxy cannot know are 0).
+    pub fn info_line(&self, user: &str) -> String {
+        let name = self.name.lock().as_ref().map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default();
+        format!(
+            "id={} addr={} laddr={} fd=0 name={} age={} idle=0 flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=client|info user={} redir=-1 resp={}\n",
+            self.id,
+            self.addr,
+            self.laddr,
+            name,
+            self.created.elapsed().as_secs(),
+            self.db.load(Ordering::Relaxed),
+            user,
+            self.resp.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A running proxy: worker threads serving clients.
+#[derive(Debug)]
+pub struct Server {
+    pub ctx: Arc<Ctx>,
+    pub local_addr: SocketAddr,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Bind the listeners and start the workers. With port 0, every worker
+    /// shares the port the first one got.
+    pub fn start(ctx: Arc<Ctx>) -> io::Result<Server> {
+        let n = ctx.config.workers.max(1);
+        let first = bind(ctx.config.listen, n > 1)?;
+        let local_addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..n {
+            listeners.push(bind(local_addr, true)?);
+        }
+        let mut threads = Vec::new();
+        for (index, l) in listeners.into_iter().enumerate() {
+            let ctx = ctx.clone();
+            let worker = Arc::new(Worker { index, node: NodeConns::new(ctx.config.clone(), &ctx.config.upstream.nodes[0]) });
+            ctx.workers.lock().push(worker.clone());
+            let t = std::thread::Builder::new().name(format!("respite-w{index}")).spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start worker runtime");
+                        return;
+                    }
+                };
+                rt.block_on(worker_main(ctx, worker, l));
+            })?;
+            threads.push(t);
+        }
+        Ok(Server { ctx, local_addr, threads })
+    }
+
+    /// Wait for the worker threads to end (after shutdown).
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if reuse_port {
+        s.set_reuse_port(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
+}
+
+async fn worker_main(ctx: Arc<Ctx>, worker: Arc<Worker>, listener: std::net::TcpListener) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register listener");
+            return;
+        }
+    };
+    // Connect the default group now, so /ready and the first request do not wait.
+    let _ = worker.node.shared(0, crate::protocol::Proto::Resp2, 0);
+    let local_tasks = Arc::new(AtomicUsize::new(0));
+    let mut shutdown = std::pin::pin!(ctx.shutdown.notified());
+    loop {
+        if ctx.is_shutting_down() {
+            break;
+        }
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => accept(&ctx, &worker, &local_tasks, stream, peer),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            },
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    // Sessions finish their in-flight replies; the grace period is enforced by main.
+    while local_tasks.load(Ordering::Acquire) > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+fn accept(ctx: &Arc<Ctx>, worker: &Arc<Worker>, local_tasks: &Arc<AtomicUsize>, stream: TcpStream, peer: SocketAddr) {
+    crate::net::tune(&stream);
+    Metrics::add(&ctx.metrics.connections_accepted, 1);
+    let count = ctx.client_count.fetch_add(1, Ordering::AcqRel) + 1;
+    if count > ctx.config.limits.max_clients {
+        ctx.client_count.fetch_sub(1, Ordering::AcqRel);
+        Metrics::add(&ctx.metrics.connections_rejected, 1);
+        // As Redis does: one error line, then close.
+        let _ = stream.try_write(b"-ERR max number of clients reached\r\n");
+        return;
+    }
+    let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
+    let laddr = stream.local_addr().unwrap_or(ctx.config.listen);
+    let meta = Arc::new(ClientMeta {
+        id,
+        addr: peer,
+        laddr,
+        created: Instant::now(),
+        name: Mutex::new(None),
+        db: AtomicU32::new(0),
+        resp: AtomicU8::new(2),
+    });
+    ctx.clients.insert(id, meta.clone());
+    ctx.metrics.clients_connected.fetch_add(1, Ordering::Relaxed);
+    local_tasks.fetch_add(1, Ordering::AcqRel);
+    let session = session::Session::new(ctx.clone(), worker.clone(), stream, meta);
+    let ctx = ctx.clone();
+    let local_tasks = local_tasks.clone();
+    tokio::spawn(async move {
+        use tracing::Instrument;
+        session.run().instrument(tracing::debug_span!("client", id)).await;
+        ctx.clients.remove(&id);
+        ctx.metrics.clients_connected.fetch_sub(1, Ordering::Relaxed);
+        ctx.client_count.fetch_sub(1, Ordering::AcqRel);
+        local_tasks.fetch_sub(1, Ordering::AcqRel);
+    });
+}
