@@ -1,2 +1,3 @@
 //! respite: a Redis proxy.
+pub mod admin;
 pub mod config;
