@@ -11,9 +11,11 @@
 //!   commands answered locally.
 //! - [`upstream`]: connections to Redis nodes: shared multiplexed ones and pinned ones.
 //! - [`net`]: non-blocking socket reads and writes without wasted syscalls.
+//! - [`admin`]: the admin HTTP server (`/health`, `/ready`, `/metrics`).
 //! - [`metrics`]: counters and their exported names.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cli;
 pub mod command;
 pub mod config;
