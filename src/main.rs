@@ -1,1 +1,105 @@
-fn main(){}
+//! The `respite` binary: parse flags, load configuration, start the workers
+//! and the admin server, and shut down gracefully on SIGTERM/SIGINT.
+
+use clap::Parser;
+use respite::admin::{self, proxy::ProxyAdmin};
+use respite::cli::Cli;
+use respite::config;
+use respite::server::{Ctx, Server};
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match config::load(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "respite: invalid configuration:\n{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check {
+        let _ = writeln!(std::io::stdout(), "respite: configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let ctx = Ctx::new(config);
+    let server = match Server::start(ctx.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, listen = %ctx.config.listen, "cannot listen");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(
+        listen = %server.local_addr,
+        workers = ctx.config.workers,
+        upstream = ?ctx.config.upstream.nodes,
+        "respite listening"
+    );
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start runtime");
+            return ExitCode::from(1);
+        }
+    };
+    let code = rt.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        if let Some(addr) = ctx.config.admin {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => {
+                    if let Ok(a) = l.local_addr() {
+                        tracing::info!(admin = %a, "admin listening");
+                    }
+                    tokio::spawn(admin::serve(l, Arc::new(ProxyAdmin(ctx.clone())), stop_rx));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, admin = %addr, "cannot listen on admin address");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        wait_for_signal().await;
+        tracing::info!(clients = ctx.client_count(), "shutting down");
+        ctx.begin_shutdown();
+        let _ = stop_tx.send(true);
+        let deadline = Instant::now() + ctx.config.limits.shutdown_grace;
+        while ctx.client_count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if ctx.client_count() > 0 {
+            tracing::warn!(
+                clients = ctx.client_count(),
+                "shutdown grace elapsed with clients still waiting"
+            );
+        }
+        ExitCode::SUCCESS
+    });
+    // Worker threads end with the process; their sessions are done or out of grace.
+    drop(server);
+    code
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -14,6 +14,7 @@
 
 mod http;
 mod prom;
+pub mod proxy;
 #[cfg(test)]
 mod server_tests;
 

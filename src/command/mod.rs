@@ -62,7 +62,10 @@ pub struct Spec {
     pub keys: Option<KeySpec>,
 }
 
-const FORWARD: Spec = Spec { kind: Kind::Forward, keys: None };
+const FORWARD: Spec = Spec {
+    kind: Kind::Forward,
+    keys: None,
+};
 
 fn table() -> &'static HashMap<&'static [u8], Spec> {
     static TABLE: OnceLock<HashMap<&'static [u8], Spec>> = OnceLock::new();
@@ -83,7 +86,18 @@ fn build() -> HashMap<&'static [u8], Spec> {
     add("quit", Local(self::Local::Quit));
     add("reset", Local(self::Local::Reset));
     add("client", Local(self::Local::Client));
-    for b in ["blpop", "brpop", "brpoplpush", "blmove", "blmpop", "bzpopmin", "bzpopmax", "bzmpop", "wait", "waitaof"] {
+    for b in [
+        "blpop",
+        "brpop",
+        "brpoplpush",
+        "blmove",
+        "blmpop",
+        "bzpopmin",
+        "bzpopmax",
+        "bzmpop",
+        "wait",
+        "waitaof",
+    ] {
         add(b, Blocking);
     }
     add("xread", BlockingIfArg("block"));
@@ -93,12 +107,29 @@ fn build() -> HashMap<&'static [u8], Spec> {
     add("discard", Transaction(Tx::Discard));
     add("watch", Transaction(Tx::Watch));
     add("unwatch", Transaction(Tx::Unwatch));
-    for p in ["subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe", "monitor"] {
+    for p in [
+        "subscribe",
+        "psubscribe",
+        "ssubscribe",
+        "unsubscribe",
+        "punsubscribe",
+        "sunsubscribe",
+        "monitor",
+    ] {
         add(p, Passthrough);
     }
-    add("sync", Refused("ERR replication commands are not proxied by respite"));
-    add("psync", Refused("ERR replication commands are not proxied by respite"));
-    add("replconf", Refused("ERR replication commands are not proxied by respite"));
+    add(
+        "sync",
+        Refused("ERR replication commands are not proxied by respite"),
+    );
+    add(
+        "psync",
+        Refused("ERR replication commands are not proxied by respite"),
+    );
+    add(
+        "replconf",
+        Refused("ERR replication commands are not proxied by respite"),
+    );
     m
 }
 
@@ -112,7 +143,10 @@ pub fn lookup(name: &[u8]) -> Spec {
     for (d, s) in lower.iter_mut().zip(name) {
         *d = s.to_ascii_lowercase();
     }
-    table().get(&lower[..name.len()]).copied().unwrap_or(FORWARD)
+    table()
+        .get(&lower[..name.len()])
+        .copied()
+        .unwrap_or(FORWARD)
 }
 
 #[cfg(test)]

@@ -96,7 +96,10 @@ pub fn itoa(v: i64) -> Itoa {
             break;
         }
     }
-    let mut out = Itoa { buf: [0; 21], start: 0 };
+    let mut out = Itoa {
+        buf: [0; 21],
+        start: 0,
+    };
     let digits = &buf[i..];
     let mut start = 21 - digits.len();
     out.buf[start..].copy_from_slice(digits);

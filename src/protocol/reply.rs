@@ -41,7 +41,8 @@ impl ReplyScanner {
             match buf[pos] {
                 b'+' | b'-' | b':' | b'_' | b'#' | b',' | b'(' => self.pos = after,
                 b'$' | b'!' | b'=' => {
-                    let n = parse_int(line).ok_or_else(|| ProtocolError::new("invalid bulk length in reply"))?;
+                    let n = parse_int(line)
+                        .ok_or_else(|| ProtocolError::new("invalid bulk length in reply"))?;
                     if n < 0 {
                         self.pos = after;
                     } else {
@@ -53,7 +54,8 @@ impl ReplyScanner {
                     }
                 }
                 t @ (b'*' | b'~' | b'>' | b'%' | b'|') => {
-                    let n = parse_int(line).ok_or_else(|| ProtocolError::new("invalid aggregate length in reply"))?;
+                    let n = parse_int(line)
+                        .ok_or_else(|| ProtocolError::new("invalid aggregate length in reply"))?;
                     self.pos = after;
                     if n > 0 {
                         children = n as u64 * if matches!(t, b'%' | b'|') { 2 } else { 1 };
@@ -133,7 +135,12 @@ mod tests {
         for s in SAMPLES {
             for cut in 0..s.len() {
                 let mut sc = ReplyScanner::new();
-                assert_eq!(sc.scan(&s[..cut]).unwrap(), None, "{:?} cut {cut}", String::from_utf8_lossy(s));
+                assert_eq!(
+                    sc.scan(&s[..cut]).unwrap(),
+                    None,
+                    "{:?} cut {cut}",
+                    String::from_utf8_lossy(s)
+                );
                 assert_eq!(sc.scan(s).unwrap(), Some(s.len()));
             }
             let mut joined = s.to_vec();

@@ -88,7 +88,9 @@ impl RequestParser {
                     if buf.len() > MAX_INLINE {
                         return Err(ProtocolError::new("too big mbulk count string"));
                     }
-                    return Ok(Parsed::Incomplete { need: buf.len() + 1 });
+                    return Ok(Parsed::Incomplete {
+                        need: buf.len() + 1,
+                    });
                 };
                 let n = parse_int(&buf[1..eol])
                     .ok_or_else(|| ProtocolError::new("invalid multibulk length"))?;
@@ -117,15 +119,20 @@ impl RequestParser {
                     return Err(ProtocolError::new("too big bulk count string"));
                 }
                 self.remaining = Some(remaining);
-                return Ok(Parsed::Incomplete { need: buf.len() + 1 });
+                return Ok(Parsed::Incomplete {
+                    need: buf.len() + 1,
+                });
             };
             let len = parse_int(&buf[pos + 1..eol])
                 .filter(|&l| l >= 0 && (l as u64) <= self.max_bytes as u64)
-                .ok_or_else(|| ProtocolError::new("invalid bulk length"))? as usize;
+                .ok_or_else(|| ProtocolError::new("invalid bulk length"))?
+                as usize;
             let start = eol + 2;
             let end = start + len + 2;
             if end > self.max_bytes {
-                return Err(ProtocolError::new("request exceeds limits.max_request_bytes"));
+                return Err(ProtocolError::new(
+                    "request exceeds limits.max_request_bytes",
+                ));
             }
             if end > buf.len() {
                 // The header stays unaccepted, so the next call re-reads only this
@@ -192,13 +199,16 @@ fn parse_inline(buf: &[u8], max_args: usize) -> Result<Parsed, ProtocolError> {
         if buf.len() > MAX_INLINE {
             return Err(ProtocolError::new("too big inline request"));
         }
-        return Ok(Parsed::Incomplete { need: buf.len() + 1 });
+        return Ok(Parsed::Incomplete {
+            need: buf.len() + 1,
+        });
     };
     let mut line = &buf[..nl];
     if line.last() == Some(&b'\r') {
         line = &line[..line.len() - 1];
     }
-    let args = split_args(line).ok_or_else(|| ProtocolError::new("unbalanced quotes in request"))?;
+    let args =
+        split_args(line).ok_or_else(|| ProtocolError::new("unbalanced quotes in request"))?;
     if args.len() > max_args {
         return Err(ProtocolError::new("invalid multibulk length"));
     }
@@ -358,7 +368,10 @@ mod tests {
         match p.parse(b"SET a \"hello world\"\r\n").unwrap() {
             Parsed::Inline { len, args } => {
                 assert_eq!(len, 21);
-                assert_eq!(args, vec![b"SET".to_vec(), b"a".to_vec(), b"hello world".to_vec()]);
+                assert_eq!(
+                    args,
+                    vec![b"SET".to_vec(), b"a".to_vec(), b"hello world".to_vec()]
+                );
             }
             other => panic!("{other:?}"),
         }

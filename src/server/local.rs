@@ -76,7 +76,10 @@ pub fn run(ctx: &Ctx, st: &mut State, cmd: Local, req: &Req, out: &mut BytesMut)
 }
 
 fn arity(out: &mut BytesMut, name: &str) {
-    encode::error(out, &format!("ERR wrong number of arguments for '{name}' command"));
+    encode::error(
+        out,
+        &format!("ERR wrong number of arguments for '{name}' command"),
+    );
 }
 
 fn auth_required(ctx: &Ctx) -> bool {
@@ -93,7 +96,9 @@ fn check_credentials(ctx: &Ctx, user: &[u8], pass: &[u8]) -> bool {
             None => auth.users.is_empty(),
         };
     }
-    auth.users.iter().any(|u| u.name.as_bytes() == user && u.password.as_bytes() == pass)
+    auth.users
+        .iter()
+        .any(|u| u.name.as_bytes() == user && u.password.as_bytes() == pass)
 }
 
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
@@ -157,7 +162,10 @@ fn hello(ctx: &Ctx, st: &mut State, req: &Req, out: &mut BytesMut) {
     let mut next = 1;
     if req.argc() >= 2 {
         let Some(v) = parse_int(req.arg(1)) else {
-            return encode::error(out, "ERR Protocol version is not an integer or out of range");
+            return encode::error(
+                out,
+                "ERR Protocol version is not an integer or out of range",
+            );
         };
         if !(2..=3).contains(&v) {
             return encode::error(out, "NOPROTO unsupported protocol version");
@@ -195,10 +203,16 @@ fn hello(ctx: &Ctx, st: &mut State, req: &Req, out: &mut BytesMut) {
         if !valid_name(name) {
             return encode::error(out, BAD_NAME);
         }
-        *st.meta.name.lock() = if name.is_empty() { None } else { Some(Bytes::copy_from_slice(name)) };
+        *st.meta.name.lock() = if name.is_empty() {
+            None
+        } else {
+            Some(Bytes::copy_from_slice(name))
+        };
     }
     st.proto = proto;
-    st.meta.resp.store(if proto == Proto::Resp3 { 3 } else { 2 }, Ordering::Relaxed);
+    st.meta
+        .resp
+        .store(if proto == Proto::Resp3 { 3 } else { 2 }, Ordering::Relaxed);
     let version = ctx.server_version();
     encode::map(out, proto, 7);
     encode::bulk(out, b"server");
@@ -235,7 +249,11 @@ fn client(ctx: &Ctx, st: &mut State, req: &Req, out: &mut BytesMut) -> Effect {
             if !valid_name(name) {
                 encode::error(out, BAD_NAME);
             } else {
-                *st.meta.name.lock() = if name.is_empty() { None } else { Some(Bytes::copy_from_slice(name)) };
+                *st.meta.name.lock() = if name.is_empty() {
+                    None
+                } else {
+                    Some(Bytes::copy_from_slice(name))
+                };
                 encode::simple(out, "OK");
             }
         }
@@ -271,7 +289,10 @@ fn client(ctx: &Ctx, st: &mut State, req: &Req, out: &mut BytesMut) -> Effect {
         }
         _ => {
             let sub = String::from_utf8_lossy(req.arg(1));
-            encode::error(out, &format!("ERR unknown subcommand '{sub}'. Try CLIENT HELP."));
+            encode::error(
+                out,
+                &format!("ERR unknown subcommand '{sub}'. Try CLIENT HELP."),
+            );
         }
     }
     Effect::None

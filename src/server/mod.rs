@@ -106,7 +106,12 @@ pub struct ClientMeta {
 impl ClientMeta {
     /// One line in Redis's `CLIENT INFO` format (fields a proxy cannot know are 0).
     pub fn info_line(&self, user: &str) -> String {
-        let name = self.name.lock().as_ref().map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default();
+        let name = self
+            .name
+            .lock()
+            .as_ref()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default();
         format!(
             "id={} addr={} laddr={} fd=0 name={} age={} idle=0 flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=client|info user={} redir=-1 resp={}\n",
             self.id,
@@ -143,21 +148,33 @@ impl Server {
         let mut threads = Vec::new();
         for (index, l) in listeners.into_iter().enumerate() {
             let ctx = ctx.clone();
-            let worker = Arc::new(Worker { index, node: NodeConns::new(ctx.config.clone(), &ctx.config.upstream.nodes[0]) });
+            let worker = Arc::new(Worker {
+                index,
+                node: NodeConns::new(ctx.config.clone(), &ctx.config.upstream.nodes[0]),
+            });
             ctx.workers.lock().push(worker.clone());
-            let t = std::thread::Builder::new().name(format!("respite-w{index}")).spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot start worker runtime");
-                        return;
-                    }
-                };
-                rt.block_on(worker_main(ctx, worker, l));
-            })?;
+            let t = std::thread::Builder::new()
+                .name(format!("respite-w{index}"))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot start worker runtime");
+                            return;
+                        }
+                    };
+                    rt.block_on(worker_main(ctx, worker, l));
+                })?;
             threads.push(t);
         }
-        Ok(Server { ctx, local_addr, threads })
+        Ok(Server {
+            ctx,
+            local_addr,
+            threads,
+        })
     }
 
     /// Wait for the worker threads to end (after shutdown).
@@ -215,7 +232,13 @@ async fn worker_main(ctx: Arc<Ctx>, worker: Arc<Worker>, listener: std::net::Tcp
     }
 }
 
-fn accept(ctx: &Arc<Ctx>, worker: &Arc<Worker>, local_tasks: &Arc<AtomicUsize>, stream: TcpStream, peer: SocketAddr) {
+fn accept(
+    ctx: &Arc<Ctx>,
+    worker: &Arc<Worker>,
+    local_tasks: &Arc<AtomicUsize>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
     crate::net::tune(&stream);
     Metrics::add(&ctx.metrics.connections_accepted, 1);
     let count = ctx.client_count.fetch_add(1, Ordering::AcqRel) + 1;
@@ -238,16 +261,23 @@ fn accept(ctx: &Arc<Ctx>, worker: &Arc<Worker>, local_tasks: &Arc<AtomicUsize>, 
         resp: AtomicU8::new(2),
     });
     ctx.clients.insert(id, meta.clone());
-    ctx.metrics.clients_connected.fetch_add(1, Ordering::Relaxed);
+    ctx.metrics
+        .clients_connected
+        .fetch_add(1, Ordering::Relaxed);
     local_tasks.fetch_add(1, Ordering::AcqRel);
     let session = session::Session::new(ctx.clone(), worker.clone(), stream, meta);
     let ctx = ctx.clone();
     let local_tasks = local_tasks.clone();
     tokio::spawn(async move {
         use tracing::Instrument;
-        session.run().instrument(tracing::debug_span!("client", id)).await;
+        session
+            .run()
+            .instrument(tracing::debug_span!("client", id))
+            .await;
         ctx.clients.remove(&id);
-        ctx.metrics.clients_connected.fetch_sub(1, Ordering::Relaxed);
+        ctx.metrics
+            .clients_connected
+            .fetch_sub(1, Ordering::Relaxed);
         ctx.client_count.fetch_sub(1, Ordering::AcqRel);
         local_tasks.fetch_sub(1, Ordering::AcqRel);
     });

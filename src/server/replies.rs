@@ -46,20 +46,29 @@ impl Alloc<'_> {
     #[inline]
     pub fn pending(&mut self) -> u64 {
         let seq = self.inner.head + self.inner.slots.len() as u64;
-        self.inner.slots.push_back(Slot { reply: None, after: After::Nothing });
+        self.inner.slots.push_back(Slot {
+            reply: None,
+            after: After::Nothing,
+        });
         seq
     }
 
     /// A slot answered right away (local commands, immediate errors).
     #[inline]
     pub fn ready(&mut self, reply: Bytes, after: After) {
-        self.inner.slots.push_back(Slot { reply: Some(reply), after });
+        self.inner.slots.push_back(Slot {
+            reply: Some(reply),
+            after,
+        });
     }
 
     /// Fill a pending slot allocated in this same batch (a submit that failed).
     pub fn fill(&mut self, seq: u64, reply: Bytes) {
         let head = self.inner.head;
-        if let Some(slot) = seq.checked_sub(head).and_then(|i| self.inner.slots.get_mut(i as usize)) {
+        if let Some(slot) = seq
+            .checked_sub(head)
+            .and_then(|i| self.inner.slots.get_mut(i as usize))
+        {
             if slot.reply.is_none() {
                 slot.reply = Some(reply);
             }
@@ -84,7 +93,9 @@ impl ReplyQueue {
     }
 
     pub fn alloc(&self) -> Alloc<'_> {
-        Alloc { inner: self.inner.lock() }
+        Alloc {
+            inner: self.inner.lock(),
+        }
     }
 
     /// Fill slot `seq` and wake the session. A reply for a slot that no longer
@@ -92,7 +103,9 @@ impl ReplyQueue {
     pub fn deliver(&self, seq: u64, reply: Bytes) {
         let waker = {
             let mut g = self.inner.lock();
-            let Some(idx) = seq.checked_sub(g.head) else { return };
+            let Some(idx) = seq.checked_sub(g.head) else {
+                return;
+            };
             match g.slots.get_mut(idx as usize) {
                 Some(slot) if slot.reply.is_none() => slot.reply = Some(reply),
                 _ => return,
@@ -113,7 +126,10 @@ impl ReplyQueue {
     pub fn push_stream(&self, frame: Bytes) {
         let waker = {
             let mut g = self.inner.lock();
-            g.slots.push_back(Slot { reply: Some(frame), after: After::Nothing });
+            g.slots.push_back(Slot {
+                reply: Some(frame),
+                after: After::Nothing,
+            });
             g.waker.take()
         };
         if let Some(w) = waker {
@@ -128,7 +144,9 @@ impl ReplyQueue {
         let mut g = self.inner.lock();
         let mut close = false;
         while let Some(front) = g.slots.front_mut() {
-            let Some(reply) = front.reply.take() else { break };
+            let Some(reply) = front.reply.take() else {
+                break;
+            };
             let after = front.after;
             g.slots.pop_front();
             g.head += 1;
@@ -165,6 +183,10 @@ impl ReplyQueue {
 
     /// True when the front slot has a reply waiting to be written.
     pub fn front_ready(&self) -> bool {
-        self.inner.lock().slots.front().is_some_and(|s| s.reply.is_some())
+        self.inner
+            .lock()
+            .slots
+            .front()
+            .is_some_and(|s| s.reply.is_some())
     }
 }

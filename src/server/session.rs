@@ -111,12 +111,24 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(ctx: Arc<Ctx>, worker: Arc<Worker>, stream: TcpStream, meta: Arc<ClientMeta>) -> Session {
+    pub fn new(
+        ctx: Arc<Ctx>,
+        worker: Arc<Worker>,
+        stream: TcpStream,
+        meta: Arc<ClientMeta>,
+    ) -> Session {
         let limits = &ctx.config.limits;
         let authed = ctx.config.auth.password.is_none() && ctx.config.auth.users.is_empty();
         Session {
             parser: RequestParser::new(limits.max_request_bytes, limits.max_request_args),
-            st: State { id: meta.id, db: 0, proto: Proto::Resp2, authed, user: "default".into(), meta },
+            st: State {
+                id: meta.id,
+                db: 0,
+                proto: Proto::Resp2,
+                authed,
+                user: "default".into(),
+                meta,
+            },
             ctx,
             worker,
             stream,
@@ -142,7 +154,9 @@ impl Session {
         let mut shutdown = pin!(ctx.shutdown.notified());
         let mut shutting_down = self.ctx.is_shutting_down();
         let idle = self.ctx.config.limits.idle_timeout;
-        let mut idle_sleep = pin!(tokio::time::sleep(idle.unwrap_or(std::time::Duration::from_secs(86400 * 365))));
+        let mut idle_sleep = pin!(tokio::time::sleep(
+            idle.unwrap_or(std::time::Duration::from_secs(86400 * 365))
+        ));
         let max_inflight = self.ctx.config.limits.max_inflight;
         loop {
             let mut errors = 0u64;
@@ -195,7 +209,11 @@ impl Session {
                 match net::read_buf(&self.stream, &mut self.rbuf) {
                     Ok(0) => {
                         self.eof = true;
-                        if self.pinned.as_ref().is_some_and(|p| p.passthrough || !p.clean()) {
+                        if self
+                            .pinned
+                            .as_ref()
+                            .is_some_and(|p| p.passthrough || !p.clean())
+                        {
                             break;
                         }
                         continue;
@@ -213,8 +231,10 @@ impl Session {
             }
             let want_write = !self.wbuf.is_empty();
             let mut timed_out = false;
+            let queue = &self.queue;
             poll_fn(|cx| {
-                let mut ready = false;
+                // The queue woke us (drain registered the waker) if its front is ready.
+                let mut ready = queue.front_ready();
                 if can_read && self.stream.poll_read_ready(cx).is_ready() {
                     ready = true;
                 }
@@ -265,7 +285,10 @@ impl Session {
         loop {
             match parser.parse(&rbuf) {
                 Ok(Parsed::Frame { len }) => {
-                    let req = Req { raw: &rbuf[..len], spans: parser.spans() };
+                    let req = Req {
+                        raw: &rbuf[..len],
+                        spans: parser.spans(),
+                    };
                     n_cmds += 1;
                     let flow = self.handle(&req, &mut alloc);
                     if flow == Flow::Barrier {
@@ -286,7 +309,10 @@ impl Session {
                     if !matches!(p.parse(&raw), Ok(Parsed::Frame { .. })) {
                         break;
                     }
-                    let req = Req { raw: &raw, spans: p.spans() };
+                    let req = Req {
+                        raw: &raw,
+                        spans: p.spans(),
+                    };
                     n_cmds += 1;
                     let flow = self.handle(&req, &mut alloc);
                     if flow == Flow::Barrier {
@@ -328,7 +354,12 @@ impl Session {
     /// Route one request.
     fn handle(&mut self, req: &Req, alloc: &mut Alloc) -> Flow {
         let spec = command::lookup(req.arg(0));
-        if !self.st.authed && !matches!(spec.kind, Kind::Local(Local::Auth | Local::Hello | Local::Quit | Local::Reset)) {
+        if !self.st.authed
+            && !matches!(
+                spec.kind,
+                Kind::Local(Local::Auth | Local::Hello | Local::Quit | Local::Reset)
+            )
+        {
             return self.reply_error(alloc, "NOAUTH Authentication required.");
         }
         if self.pinned.as_ref().is_some_and(|p| p.passthrough) {
@@ -340,7 +371,8 @@ impl Session {
             Kind::Refused(msg) => self.reply_error(alloc, msg),
             Kind::Blocking => self.forward_pinned(req, alloc, |_| {}),
             Kind::BlockingIfArg(word) => {
-                let blocks = (1..req.argc()).any(|i| req.arg(i).eq_ignore_ascii_case(word.as_bytes()));
+                let blocks =
+                    (1..req.argc()).any(|i| req.arg(i).eq_ignore_ascii_case(word.as_bytes()));
                 if blocks {
                     self.forward_pinned(req, alloc, |_| {})
                 } else {
@@ -354,8 +386,8 @@ impl Session {
                         p.watching = true
                     }
                 }),
-                Tx::Exec | Tx::Discard | Tx::Unwatch if self.pinned.is_some() => {
-                    self.forward_pinned(req, alloc, |p| {
+                Tx::Exec | Tx::Discard | Tx::Unwatch if self.pinned.is_some() => self
+                    .forward_pinned(req, alloc, |p| {
                         if tx == Tx::Unwatch {
                             if !p.in_multi {
                                 p.watching = false;
@@ -364,8 +396,7 @@ impl Session {
                             p.in_multi = false;
                             p.watching = false;
                         }
-                    })
-                }
+                    }),
                 // Without a transaction Redis answers these with an error (or
                 // OK for UNWATCH) on any connection.
                 _ => self.forward(req, alloc),
@@ -385,9 +416,9 @@ impl Session {
                 }
                 self.local(Local::Reset, req, alloc)
             }
-            Kind::Local(l @ (Local::Quit | Local::Auth | Local::Hello | Local::Client | Local::Select)) => {
-                self.local(l, req, alloc)
-            }
+            Kind::Local(
+                l @ (Local::Quit | Local::Auth | Local::Hello | Local::Client | Local::Select),
+            ) => self.local(l, req, alloc),
             _ => {
                 let conn = match &self.pinned {
                     Some(p) => p.conn.clone(),
@@ -420,7 +451,12 @@ impl Session {
 
     /// Forward on the pinned connection, pinning first (after every earlier
     /// reply is in, so the pinned command cannot overtake them).
-    fn forward_pinned(&mut self, req: &Req, alloc: &mut Alloc, update: impl FnOnce(&mut Pinned)) -> Flow {
+    fn forward_pinned(
+        &mut self,
+        req: &Req,
+        alloc: &mut Alloc,
+        update: impl FnOnce(&mut Pinned),
+    ) -> Flow {
         if self.pinned.is_none() {
             if !alloc.is_empty() {
                 self.flush(alloc);
@@ -441,7 +477,12 @@ impl Session {
     }
 
     fn pin(&mut self) {
-        let conn = self.ctx.pinned.acquire(self.worker.node.addr(), self.st.db, self.st.proto, self.queue.clone());
+        let conn = self.ctx.pinned.acquire(
+            self.worker.node.addr(),
+            self.st.db,
+            self.st.proto,
+            self.queue.clone(),
+        );
         Metrics::add(&self.ctx.metrics.pinned_acquired, 1);
         self.pinned = Some(Pinned {
             conn,
@@ -494,7 +535,10 @@ impl Session {
         match &self.shared {
             Some((db, proto, c)) if *db == self.st.db && *proto == self.st.proto => c.clone(),
             _ => {
-                let c = self.worker.node.shared(self.st.db, self.st.proto, self.st.id);
+                let c = self
+                    .worker
+                    .node
+                    .shared(self.st.db, self.st.proto, self.st.id);
                 self.shared = Some((self.st.db, self.st.proto, c.clone()));
                 c
             }
@@ -511,14 +555,19 @@ impl Session {
         }
         self.out_buf.extend_from_slice(raw);
         if let Some(seq) = seq {
-            self.out_targets.push(Target { queue: self.queue.clone(), seq });
+            self.out_targets.push(Target {
+                queue: self.queue.clone(),
+                seq,
+            });
         }
         self.last_conn = Some(conn.clone());
     }
 
     /// Submit the batch: one lock and at most one wake-up of the connection.
     fn flush(&mut self, alloc: &mut Alloc) {
-        let Some(conn) = self.out_conn.take() else { return };
+        let Some(conn) = self.out_conn.take() else {
+            return;
+        };
         if self.out_buf.is_empty() {
             return;
         }

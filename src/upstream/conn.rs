@@ -149,7 +149,9 @@ impl Conn {
                 ob.buf.extend_from_slice(buf);
                 buf.clear();
             }
-            self.shared.requests.fetch_add(targets.len() as u64, Ordering::Relaxed);
+            self.shared
+                .requests
+                .fetch_add(targets.len() as u64, Ordering::Relaxed);
             ob.targets.append(targets);
             was_empty
         };
@@ -189,7 +191,9 @@ async fn run(shared: Arc<Shared>, opts: ConnOptions) {
             shared.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         first = false;
-        shared.state.store(ConnState::Connecting as u8, Ordering::Release);
+        shared
+            .state
+            .store(ConnState::Connecting as u8, Ordering::Release);
         let mut inflight = VecDeque::new();
         let reason = match connect(&opts).await {
             Ok(stream) => {
@@ -206,7 +210,16 @@ async fn run(shared: Arc<Shared>, opts: ConnOptions) {
             tracing::warn!(addr = %opts.addr, %reason, "upstream connection failed");
         }
         let end = closing || !opts.reconnect;
-        fail_all(&shared, &reason, inflight, if end { ConnState::Closed } else { ConnState::Down });
+        fail_all(
+            &shared,
+            &reason,
+            inflight,
+            if end {
+                ConnState::Closed
+            } else {
+                ConnState::Down
+            },
+        );
         if end {
             return;
         }
@@ -250,7 +263,9 @@ fn fail_all(shared: &Shared, reason: &str, inflight: VecDeque<Target>, state: Co
 
 async fn connect(opts: &ConnOptions) -> Result<TcpStream, String> {
     let fut = async {
-        let stream = TcpStream::connect(&*opts.addr).await.map_err(|e| e.to_string())?;
+        let stream = TcpStream::connect(&*opts.addr)
+            .await
+            .map_err(|e| e.to_string())?;
         net::tune(&stream);
         handshake(&stream, opts).await?;
         Ok(stream)
@@ -266,7 +281,9 @@ async fn handshake(stream: &TcpStream, opts: &ConnOptions) -> Result<(), String>
     let mut out = BytesMut::new();
     let mut expected = 0;
     match (&opts.username, &opts.password) {
-        (Some(u), Some(p)) => encode::command(&mut out, &[b"AUTH".as_slice(), u.as_bytes(), p.as_bytes()]),
+        (Some(u), Some(p)) => {
+            encode::command(&mut out, &[b"AUTH".as_slice(), u.as_bytes(), p.as_bytes()])
+        }
         (None, Some(p)) => encode::command(&mut out, &[b"AUTH".as_slice(), p.as_bytes()]),
         _ => {}
     }
@@ -323,7 +340,12 @@ async fn handshake(stream: &TcpStream, opts: &ConnOptions) -> Result<(), String>
 }
 
 /// Runs until the connection fails or is closed; returns why.
-async fn io_loop(shared: &Shared, opts: &ConnOptions, stream: &TcpStream, inflight: &mut VecDeque<Target>) -> String {
+async fn io_loop(
+    shared: &Shared,
+    opts: &ConnOptions,
+    stream: &TcpStream,
+    inflight: &mut VecDeque<Target>,
+) -> String {
     let mut wbuf = BytesMut::with_capacity(64 * 1024);
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
     let mut scanner = ReplyScanner::new();

@@ -40,7 +40,11 @@ pub struct NodeConns {
 
 impl NodeConns {
     pub fn new(config: Arc<Config>, addr: &str) -> Self {
-        NodeConns { addr: addr.into(), config, groups: Mutex::new(HashMap::new()) }
+        NodeConns {
+            addr: addr.into(),
+            config,
+            groups: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn addr(&self) -> &Arc<str> {
@@ -65,7 +69,11 @@ impl NodeConns {
     }
 
     pub fn any_up(&self) -> bool {
-        self.groups.lock().values().flatten().any(|c| c.state() == ConnState::Up)
+        self.groups
+            .lock()
+            .values()
+            .flatten()
+            .any(|c| c.state() == ConnState::Up)
     }
 }
 
@@ -79,7 +87,10 @@ pub struct PinnedPool {
 
 impl PinnedPool {
     pub fn new(config: Arc<Config>) -> Self {
-        PinnedPool { config, idle: Mutex::new(HashMap::new()) }
+        PinnedPool {
+            config,
+            idle: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn acquire(&self, addr: &Arc<str>, db: u32, proto: Proto, owner: Arc<ReplyQueue>) -> Conn {
