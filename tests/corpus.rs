@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{escape, Proxy, RawConn, RedisServer};
+use common::{encode, escape, Proxy, RawConn, RedisServer};
 
 /// One command of the corpus.
 struct Entry {
@@ -674,7 +674,7 @@ fn reset(redis: &RedisServer) {
 }
 
 /// Runs the corpus on a fresh connection to `port`; one raw reply per command.
-fn run_corpus(port: u16, resp3: bool, corpus: &Corpus) -> Vec<Vec<u8>> {
+fn run_corpus(port: u16, resp3: bool, corpus: &Corpus) -> Result<Vec<Vec<u8>>, String> {
     let mut conn = RawConn::connect(port);
     if resp3 {
         let hello = conn.cmd_str(&["HELLO", "3"]);
@@ -684,14 +684,24 @@ fn run_corpus(port: u16, resp3: bool, corpus: &Corpus) -> Vec<Vec<u8>> {
             escape(&hello)
         );
     }
-    corpus
-        .entries
-        .iter()
-        .map(|e| {
-            let args: Vec<&[u8]> = e.args.iter().map(|a| a.as_slice()).collect();
-            conn.cmd(&args)
-        })
-        .collect()
+    let mut replies = Vec::with_capacity(corpus.entries.len());
+    for (i, e) in corpus.entries.iter().enumerate() {
+        let args: Vec<&[u8]> = e.args.iter().map(|a| a.as_slice()).collect();
+        let r = conn
+            .try_send(&encode(&args))
+            .and_then(|_| conn.try_read_reply());
+        match r {
+            Ok(r) => replies.push(r),
+            Err(err) => {
+                return Err(format!(
+                    "#{i} [{}] {}: no reply from port {port}: {err}",
+                    e.section,
+                    show_cmd(&e.args)
+                ))
+            }
+        }
+    }
+    Ok(replies)
 }
 
 fn show_cmd(args: &[Vec<u8>]) -> String {
@@ -729,9 +739,10 @@ fn direct_then_proxy(resp3: bool) {
     let mut proxy = Proxy::start(&redis);
 
     reset(&redis);
-    let direct = run_corpus(redis.port(), resp3, &corpus);
+    let direct = run_corpus(redis.port(), resp3, &corpus).unwrap();
     reset(&redis);
-    let through = run_corpus(proxy.port(), resp3, &corpus);
+    let through = run_corpus(proxy.port(), resp3, &corpus)
+        .unwrap_or_else(|e| panic!("{e}\n--- respite log ---\n{}", proxy.log()));
     proxy.assert_running();
     assert_same(
         &corpus,
@@ -791,9 +802,9 @@ fn corpus_is_deterministic_against_redis() {
     let mut by_proto = Vec::new();
     for resp3 in [false, true] {
         reset(&redis);
-        let first = run_corpus(redis.port(), resp3, &corpus);
+        let first = run_corpus(redis.port(), resp3, &corpus).unwrap();
         reset(&redis);
-        let second = run_corpus(redis.port(), resp3, &corpus);
+        let second = run_corpus(redis.port(), resp3, &corpus).unwrap();
         assert_same(&corpus, &first, &second, "second direct run");
 
         let mut wrong = Vec::new();

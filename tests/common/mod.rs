@@ -85,6 +85,24 @@ fn read_log(path: &Path) -> String {
     }
 }
 
+/// Makes the child die with SIGKILL if the thread that spawned it goes away
+/// (a test binary killed by a timeout, or a panicking test thread), so no
+/// server outlives its test even when `Drop` never runs. Consequence: spawn
+/// servers and proxies on the thread that owns them for the whole test.
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no
+    // memory of the parent; it runs in the child between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 fn kill_and_reap(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
@@ -187,7 +205,9 @@ impl RedisServer {
         let log_path = self.log_path();
         let log = File::create(&log_path).expect("create redis log");
         let log2 = log.try_clone().expect("clone log handle");
-        let mut child = Command::new("redis-server")
+        let mut cmd = Command::new("redis-server");
+        die_with_parent(&mut cmd);
+        let mut child = cmd
             .arg("--port")
             .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -340,6 +360,7 @@ impl Proxy {
         let log = File::create(&log_path).expect("create proxy log");
         let log2 = log.try_clone().expect("clone log handle");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_respite"));
+        die_with_parent(&mut cmd);
         cmd.arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .args(args)
@@ -470,6 +491,19 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
             kill_and_reap(&mut c);
+        }
+        // A failing test shows what the proxy logged (the test harness
+        // prints captured output of failed tests only).
+        if thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(200)..];
+            eprintln!(
+                "--- respite log (port {}, last {} lines) ---\n{}",
+                self.port,
+                tail.len(),
+                tail.join("\n")
+            );
         }
     }
 }
@@ -661,6 +695,7 @@ pub struct RawConn {
 
 impl RawConn {
     /// Connects to `127.0.0.1:port` with a 10 s read timeout.
+    #[track_caller]
     pub fn connect(port: u16) -> RawConn {
         let stream = TcpStream::connect(("127.0.0.1", port))
             .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
@@ -685,6 +720,7 @@ impl RawConn {
     }
 
     /// Writes all bytes; panics on error.
+    #[track_caller]
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream
             .write_all(bytes)
@@ -697,6 +733,7 @@ impl RawConn {
 
     /// Reads exactly one complete reply frame and returns its raw bytes.
     /// Panics on timeout, EOF or bytes that are not RESP.
+    #[track_caller]
     pub fn read_reply(&mut self) -> Vec<u8> {
         match self.try_read_reply() {
             Ok(r) => r,
@@ -736,6 +773,7 @@ impl RawConn {
 
     /// Reads one reply, waiting at most `timeout`; `None` on timeout (the
     /// previous read timeout is restored afterwards).
+    #[track_caller]
     pub fn read_reply_within(&mut self, timeout: Duration) -> Option<Vec<u8>> {
         let old = self.stream.read_timeout().ok().flatten();
         self.stream.set_read_timeout(Some(timeout)).unwrap();
@@ -749,6 +787,7 @@ impl RawConn {
     }
 
     /// Asserts that nothing arrives within `wait`.
+    #[track_caller]
     pub fn expect_silence(&mut self, wait: Duration) {
         if let Some(r) = self.read_reply_within(wait) {
             panic!("expected no reply, got {}", escape(&r));
@@ -761,12 +800,14 @@ impl RawConn {
     }
 
     /// Sends one command (RESP array of bulk strings) and reads one reply.
+    #[track_caller]
     pub fn cmd(&mut self, args: &[&[u8]]) -> Vec<u8> {
         self.send(&encode(args));
         self.read_reply()
     }
 
     /// [`RawConn::cmd`] with string arguments.
+    #[track_caller]
     pub fn cmd_str(&mut self, args: &[&str]) -> Vec<u8> {
         self.send(&encode_str(args));
         self.read_reply()
@@ -774,6 +815,7 @@ impl RawConn {
 
     /// Asserts the peer closes the connection (EOF or reset) within the read
     /// timeout, with no further bytes before it.
+    #[track_caller]
     pub fn expect_eof(&mut self) {
         assert!(
             self.buf.is_empty(),
