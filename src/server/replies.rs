@@ -12,6 +12,9 @@ pub enum After {
     Nothing,
     /// Close the connection (QUIT).
     Close,
+    /// EXEC of a transaction that queued `SELECT db`: the session's database
+    /// changes only if the transaction ran (its reply is an array).
+    ExecSelect(u32),
 }
 
 #[derive(Debug)]
@@ -45,11 +48,14 @@ impl Alloc<'_> {
     /// A slot whose reply comes later; returns its sequence number.
     #[inline]
     pub fn pending(&mut self) -> u64 {
+        self.pending_then(After::Nothing)
+    }
+
+    /// A pending slot with something to do once its reply is written.
+    #[inline]
+    pub fn pending_then(&mut self, after: After) -> u64 {
         let seq = self.inner.head + self.inner.slots.len() as u64;
-        self.inner.slots.push_back(Slot {
-            reply: None,
-            after: After::Nothing,
-        });
+        self.inner.slots.push_back(Slot { reply: None, after });
         seq
     }
 
@@ -140,7 +146,7 @@ impl ReplyQueue {
     /// Move every ready reply at the front into `f`, in order. Returns how many
     /// slots remain and whether the connection must close. Registers `waker`
     /// when the front is still pending so the next delivery wakes the session.
-    pub fn drain(&self, waker: &Waker, mut f: impl FnMut(Bytes)) -> (usize, bool) {
+    pub fn drain(&self, waker: &Waker, mut f: impl FnMut(Bytes, After)) -> (usize, bool) {
         let mut g = self.inner.lock();
         let mut close = false;
         while let Some(front) = g.slots.front_mut() {
@@ -150,7 +156,7 @@ impl ReplyQueue {
             let after = front.after;
             g.slots.pop_front();
             g.head += 1;
-            f(reply);
+            f(reply, after);
             if after == After::Close {
                 close = true;
                 break;

@@ -65,6 +65,8 @@ struct Pinned {
     proto: Proto,
     in_multi: bool,
     watching: bool,
+    /// `SELECT` queued inside MULTI: applies when EXEC runs.
+    queued_db: Option<u32>,
     /// Pub/sub, MONITOR or CLIENT TRACKING: frames flow without requests, so
     /// replies are no longer counted and the connection is never reused.
     passthrough: bool,
@@ -161,12 +163,22 @@ impl Session {
         loop {
             let mut errors = 0u64;
             let wbuf = &mut self.wbuf;
-            let (pending, close) = self.queue.drain(&waker, |b| {
-                if b.first() == Some(&b'-') {
-                    errors += 1;
+            let mut exec_db = None;
+            let (pending, close) = self.queue.drain(&waker, |b, after| {
+                match b.first() {
+                    Some(b'-') => errors += 1,
+                    Some(b'*') if b.get(1) != Some(&b'-') => {
+                        if let After::ExecSelect(db) = after {
+                            exec_db = Some(db);
+                        }
+                    }
+                    _ => {}
                 }
                 wbuf.extend_from_slice(&b);
             });
+            if let Some(db) = exec_db {
+                self.set_db(db);
+            }
             Metrics::add(&self.ctx.metrics.error_replies, errors);
             if close {
                 self.stop = true;
@@ -365,6 +377,9 @@ impl Session {
         if self.pinned.as_ref().is_some_and(|p| p.passthrough) {
             return self.handle_passthrough(req, spec.kind, alloc);
         }
+        if spec.kind == Kind::Local(Local::Select) && self.pinned.is_some() {
+            return self.select_pinned(req, alloc);
+        }
         match spec.kind {
             Kind::Forward => self.forward(req, alloc),
             Kind::Local(l) => self.local(l, req, alloc),
@@ -386,8 +401,24 @@ impl Session {
                         p.watching = true
                     }
                 }),
-                Tx::Exec | Tx::Discard | Tx::Unwatch if self.pinned.is_some() => self
-                    .forward_pinned(req, alloc, |p| {
+                Tx::Exec if self.pinned.is_some() => {
+                    let conn = self.pinned.as_ref().map(|p| p.conn.clone());
+                    let after = match self.pinned.as_mut() {
+                        Some(p) => {
+                            p.in_multi = false;
+                            p.watching = false;
+                            p.queued_db.take().map_or(After::Nothing, After::ExecSelect)
+                        }
+                        None => After::Nothing,
+                    };
+                    if let Some(conn) = conn {
+                        let seq = alloc.pending_then(after);
+                        self.push(&conn, req.raw, Some(seq), alloc);
+                    }
+                    Flow::Next
+                }
+                Tx::Discard | Tx::Unwatch if self.pinned.is_some() => {
+                    self.forward_pinned(req, alloc, |p| {
                         if tx == Tx::Unwatch {
                             if !p.in_multi {
                                 p.watching = false;
@@ -395,8 +426,10 @@ impl Session {
                         } else {
                             p.in_multi = false;
                             p.watching = false;
+                            p.queued_db = None;
                         }
-                    }),
+                    })
+                }
                 // Without a transaction Redis answers these with an error (or
                 // OK for UNWATCH) on any connection.
                 _ => self.forward(req, alloc),
@@ -427,6 +460,55 @@ impl Session {
                 self.push(&conn, req.raw, None, alloc);
                 Flow::Next
             }
+        }
+    }
+
+    /// SELECT on a pinned connection: Redis must see it (inside MULTI it is
+    /// queued and applies at EXEC), and the session follows.
+    fn select_pinned(&mut self, req: &Req, alloc: &mut Alloc) -> Flow {
+        let valid = req.argc() == 2
+            && crate::protocol::request::parse_int(req.arg(1))
+                .is_some_and(|db| db >= 0 && db < self.ctx.config.upstream.databases as i64);
+        let in_multi = self.pinned.as_ref().is_some_and(|p| p.in_multi);
+        if !valid && !in_multi {
+            return self.local(Local::Select, req, alloc);
+        }
+        let db = if valid {
+            crate::protocol::request::parse_int(req.arg(1)).map(|v| v as u32)
+        } else {
+            None
+        };
+        let conn = match &mut self.pinned {
+            Some(p) => {
+                if in_multi {
+                    if db.is_some() {
+                        p.queued_db = db;
+                    }
+                } else if let Some(db) = db {
+                    p.db = db;
+                }
+                p.conn.clone()
+            }
+            None => return Flow::Next,
+        };
+        if !in_multi {
+            if let Some(db) = db {
+                self.set_db(db);
+            }
+        }
+        let seq = alloc.pending();
+        self.push(&conn, req.raw, Some(seq), alloc);
+        Flow::Next
+    }
+
+    fn set_db(&mut self, db: u32) {
+        self.st.db = db;
+        self.st
+            .meta
+            .db
+            .store(db, std::sync::atomic::Ordering::Relaxed);
+        if let Some(p) = &mut self.pinned {
+            p.db = db;
         }
     }
 
@@ -490,6 +572,7 @@ impl Session {
             proto: self.st.proto,
             in_multi: false,
             watching: false,
+            queued_db: None,
             passthrough: false,
         });
     }
