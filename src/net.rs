@@ -46,7 +46,18 @@ pub fn write_buf(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     Ok(n)
 }
 
-/// TCP_NODELAY on, as every Redis client and server does.
+/// TCP_NODELAY on, as every Redis client and server does. Congestion control
+/// is set to `cubic` when the system default is BBR: BBR paces every send with
+/// a timer, which on loopback and LAN links costs CPU and latency per request
+/// for nothing (measured in BENCHMARKS.md).
 pub fn tune(stream: &TcpStream) {
     let _ = stream.set_nodelay(true);
+    let sock = socket2::SockRef::from(stream);
+    if std::env::var_os("RESPITE_KEEP_CC").is_none() {
+        if let Ok(cc) = sock.tcp_congestion() {
+            if cc.starts_with(b"bbr") {
+                let _ = sock.set_tcp_congestion(b"cubic");
+            }
+        }
+    }
 }
