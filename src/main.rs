@@ -24,6 +24,14 @@ fn main() -> ExitCode {
         let _ = writeln!(std::io::stdout(), "respite: configuration OK");
         return ExitCode::SUCCESS;
     }
+    if config.upstream.mode != config::Mode::Standalone {
+        let _ = writeln!(
+            std::io::stderr(),
+            "respite: upstream.mode = \"{}\" is not implemented yet; only \"standalone\" is",
+            config.upstream.mode.as_str()
+        );
+        return ExitCode::from(2);
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()

@@ -77,12 +77,15 @@ impl NodeConns {
     }
 }
 
+/// Node address, database, RESP version: what a pinned connection is set up for.
+type PoolKey = (Arc<str>, u32, Proto);
+
 /// Idle pinned connections kept for reuse, per node, database and RESP version.
 /// Only connections whose session left them clean come back here.
 #[derive(Debug)]
 pub struct PinnedPool {
     config: Arc<Config>,
-    idle: Mutex<HashMap<(Arc<str>, u32, Proto), Vec<Conn>>>,
+    idle: Mutex<HashMap<PoolKey, Vec<Conn>>>,
 }
 
 impl PinnedPool {
