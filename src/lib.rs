@@ -9,6 +9,7 @@
 //! - [`command`]: the command table: what mode each command needs, key positions.
 //! - [`server`]: listeners, worker threads, client sessions, ordered reply queues,
 //!   commands answered locally.
+//! - [`router`]: how split requests' replies merge back (cluster fan-out).
 //! - [`upstream`]: connections to Redis nodes: shared multiplexed ones and pinned ones.
 //! - [`net`]: non-blocking socket reads and writes without wasted syscalls.
 //! - [`admin`]: the admin HTTP server (`/health`, `/ready`, `/metrics`).
@@ -22,5 +23,6 @@ pub mod config;
 pub mod metrics;
 pub mod net;
 pub mod protocol;
+pub mod router;
 pub mod server;
 pub mod upstream;

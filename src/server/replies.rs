@@ -1,10 +1,24 @@
 //! The ordered reply queue of one client session: one slot per request, filled
 //! in any order by whichever upstream connection answers, drained in request order.
+//!
+//! A slot is either one reply, or the parts of a request split across cluster
+//! nodes that are merged once all have arrived. A slot that remembers its
+//! request's bytes can be sent again when the reply is a cluster redirect
+//! (`MOVED`, `ASK`, `TRYAGAIN`): the drain hands the redirect to the session
+//! instead of writing it.
 
+use crate::router::merge::{self, Merge};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::task::Waker;
+
+/// Part number of a reply that answers a whole slot.
+pub const WHOLE: u32 = u32::MAX;
+/// Sequence number whose reply is dropped (the `ASKING` before a retried request).
+pub const DISCARD: u64 = u64::MAX;
+/// Redirects followed for one request before its error is given to the client.
+const MAX_REDIRECTS: u8 = 5;
 
 /// What the session does once a slot's reply has been written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,9 +32,37 @@ pub enum After {
 }
 
 #[derive(Debug)]
+enum State {
+    Pending,
+    Ready(Bytes),
+    Parts(Box<Parts>),
+}
+
+#[derive(Debug)]
+struct Parts {
+    /// Each part's reply and request bytes (kept for redirects).
+    parts: Vec<(Option<Bytes>, Bytes)>,
+    remaining: usize,
+    merge: Merge,
+}
+
+#[derive(Debug)]
 struct Slot {
-    reply: Option<Bytes>,
+    state: State,
     after: After,
+    /// The request's bytes when a redirect may have to resend it.
+    retry: Option<Bytes>,
+    redirects: u8,
+}
+
+impl Slot {
+    fn ready(&self) -> bool {
+        match &self.state {
+            State::Pending => false,
+            State::Ready(_) => true,
+            State::Parts(p) => p.remaining == 0,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -39,45 +81,90 @@ pub struct ReplyQueue {
     inner: Mutex<Inner>,
 }
 
+/// A redirected request the session must send again.
+#[derive(Debug)]
+pub struct Redirected {
+    pub seq: u64,
+    pub part: u32,
+    pub request: Bytes,
+    pub reply: Bytes,
+}
+
+/// What a drain left behind.
+#[derive(Debug)]
+pub struct Drained {
+    /// Slots still queued.
+    pub remaining: usize,
+    /// A QUIT reply was written: close after writing.
+    pub close: bool,
+    /// The front slot needs resending; the drain stopped there.
+    pub redirect: Option<Redirected>,
+}
+
 /// Session-side handle while allocating a batch of slots under one lock.
 pub struct Alloc<'a> {
     inner: parking_lot::MutexGuard<'a, Inner>,
 }
 
 impl Alloc<'_> {
+    fn push(&mut self, state: State, after: After, retry: Option<Bytes>) -> u64 {
+        let seq = self.inner.head + self.inner.slots.len() as u64;
+        self.inner.slots.push_back(Slot {
+            state,
+            after,
+            retry,
+            redirects: 0,
+        });
+        seq
+    }
+
     /// A slot whose reply comes later; returns its sequence number.
     #[inline]
     pub fn pending(&mut self) -> u64 {
-        self.pending_then(After::Nothing)
+        self.push(State::Pending, After::Nothing, None)
     }
 
     /// A pending slot with something to do once its reply is written.
     #[inline]
     pub fn pending_then(&mut self, after: After) -> u64 {
-        let seq = self.inner.head + self.inner.slots.len() as u64;
-        self.inner.slots.push_back(Slot { reply: None, after });
-        seq
+        self.push(State::Pending, after, None)
+    }
+
+    /// A pending slot whose request is resent when redirected.
+    #[inline]
+    pub fn pending_retry(&mut self, request: Bytes) -> u64 {
+        self.push(State::Pending, After::Nothing, Some(request))
+    }
+
+    /// A slot answered by `requests.len()` parts, merged with `merge`.
+    pub fn pending_parts(&mut self, requests: Vec<Bytes>, merge: Merge) -> u64 {
+        let remaining = requests.len();
+        let parts = requests.into_iter().map(|r| (None, r)).collect();
+        self.push(
+            State::Parts(Box::new(Parts {
+                parts,
+                remaining,
+                merge,
+            })),
+            After::Nothing,
+            None,
+        )
     }
 
     /// A slot answered right away (local commands, immediate errors).
     #[inline]
     pub fn ready(&mut self, reply: Bytes, after: After) {
-        self.inner.slots.push_back(Slot {
-            reply: Some(reply),
-            after,
-        });
+        self.push(State::Ready(reply), after, None);
     }
 
-    /// Fill a pending slot allocated in this same batch (a submit that failed).
-    pub fn fill(&mut self, seq: u64, reply: Bytes) {
+    /// Fill a pending slot (or part) allocated in this same batch (a submit that failed).
+    pub fn fill(&mut self, seq: u64, part: u32, reply: Bytes) {
         let head = self.inner.head;
         if let Some(slot) = seq
             .checked_sub(head)
             .and_then(|i| self.inner.slots.get_mut(i as usize))
         {
-            if slot.reply.is_none() {
-                slot.reply = Some(reply);
-            }
+            fill_slot(slot, part, reply);
         }
     }
 
@@ -93,6 +180,29 @@ impl Alloc<'_> {
     }
 }
 
+/// Store a reply; false when the slot or part already had one.
+fn fill_slot(slot: &mut Slot, part: u32, reply: Bytes) -> bool {
+    match (&mut slot.state, part) {
+        (State::Pending, WHOLE) => {
+            slot.state = State::Ready(reply);
+            true
+        }
+        (State::Parts(p), i) if i != WHOLE => match p.parts.get_mut(i as usize) {
+            Some(entry) if entry.0.is_none() => {
+                entry.0 = Some(reply);
+                p.remaining -= 1;
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn is_redirect(reply: &[u8]) -> bool {
+    reply.starts_with(b"-MOVED ") || reply.starts_with(b"-ASK ") || reply.starts_with(b"-TRYAGAIN")
+}
+
 impl ReplyQueue {
     pub fn new() -> Self {
         Self::default()
@@ -104,20 +214,22 @@ impl ReplyQueue {
         }
     }
 
-    /// Fill slot `seq` and wake the session. A reply for a slot that no longer
-    /// exists (the session reset its queue) is dropped.
-    pub fn deliver(&self, seq: u64, reply: Bytes) {
+    /// Fill slot `seq` (or one of its parts) and wake the session when the
+    /// front became writable. A reply for a slot that no longer exists is dropped.
+    pub fn deliver(&self, seq: u64, part: u32, reply: Bytes) {
+        if seq == DISCARD {
+            return;
+        }
         let waker = {
             let mut g = self.inner.lock();
             let Some(idx) = seq.checked_sub(g.head) else {
                 return;
             };
-            match g.slots.get_mut(idx as usize) {
-                Some(slot) if slot.reply.is_none() => slot.reply = Some(reply),
-                _ => return,
-            }
-            if idx != 0 {
-                // Earlier replies are still missing: nothing to write yet.
+            let Some(slot) = g.slots.get_mut(idx as usize) else {
+                return;
+            };
+            if !fill_slot(slot, part, reply) || idx != 0 || !slot.ready() {
+                // Earlier replies or other parts are still missing.
                 return;
             }
             g.waker.take()
@@ -133,8 +245,10 @@ impl ReplyQueue {
         let waker = {
             let mut g = self.inner.lock();
             g.slots.push_back(Slot {
-                reply: Some(frame),
+                state: State::Ready(frame),
                 after: After::Nothing,
+                retry: None,
+                redirects: 0,
             });
             g.waker.take()
         };
@@ -143,17 +257,36 @@ impl ReplyQueue {
         }
     }
 
-    /// Move every ready reply at the front into `f`, in order. Returns how many
-    /// slots remain and whether the connection must close. Registers `waker`
-    /// when the front is still pending so the next delivery wakes the session.
-    pub fn drain(&self, waker: &Waker, mut f: impl FnMut(Bytes, After)) -> (usize, bool) {
+    /// Move every ready reply at the front into `f`, in order, merging split
+    /// requests. Registers `waker` so the next delivery wakes the session.
+    pub fn drain(&self, waker: &Waker, mut f: impl FnMut(Bytes, After)) -> Drained {
         let mut g = self.inner.lock();
         let mut close = false;
-        while let Some(front) = g.slots.front_mut() {
-            let Some(reply) = front.reply.take() else {
+        let mut redirect = None;
+        loop {
+            let head = g.head;
+            let Some(front) = g.slots.front_mut() else {
                 break;
             };
+            if !front.ready() {
+                break;
+            }
+            if let Some(r) = take_redirect(front, head) {
+                redirect = Some(r);
+                break;
+            }
             let after = front.after;
+            let reply = match std::mem::replace(&mut front.state, State::Pending) {
+                State::Ready(b) => b,
+                State::Parts(p) => merge::merge(
+                    p.merge,
+                    p.parts
+                        .into_iter()
+                        .map(|(r, _)| r.unwrap_or_default())
+                        .collect(),
+                ),
+                State::Pending => break,
+            };
             g.slots.pop_front();
             g.head += 1;
             f(reply, after);
@@ -167,7 +300,11 @@ impl ReplyQueue {
             Some(w) if w.will_wake(waker) => {}
             _ => g.waker = Some(waker.clone()),
         }
-        (g.slots.len(), close)
+        Drained {
+            remaining: g.slots.len(),
+            close,
+            redirect,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -178,21 +315,47 @@ impl ReplyQueue {
         self.len() == 0
     }
 
-    /// Register the waker without draining (used while waiting for replies only).
-    pub fn register(&self, waker: &Waker) {
-        let mut g = self.inner.lock();
-        match &g.waker {
-            Some(w) if w.will_wake(waker) => {}
-            _ => g.waker = Some(waker.clone()),
-        }
-    }
-
     /// True when the front slot has a reply waiting to be written.
     pub fn front_ready(&self) -> bool {
-        self.inner
-            .lock()
-            .slots
-            .front()
-            .is_some_and(|s| s.reply.is_some())
+        self.inner.lock().slots.front().is_some_and(|s| s.ready())
+    }
+}
+
+/// When the front slot's reply (or a part's) is a redirect that may still be
+/// followed, make it pending again and return what to resend.
+fn take_redirect(slot: &mut Slot, seq: u64) -> Option<Redirected> {
+    if slot.redirects >= MAX_REDIRECTS {
+        return None;
+    }
+    match &mut slot.state {
+        State::Ready(reply) if slot.retry.is_some() && is_redirect(reply) => {
+            let reply = reply.clone();
+            let request = slot.retry.clone()?;
+            slot.state = State::Pending;
+            slot.redirects += 1;
+            Some(Redirected {
+                seq,
+                part: WHOLE,
+                request,
+                reply,
+            })
+        }
+        State::Parts(p) => {
+            let i = p
+                .parts
+                .iter()
+                .position(|(r, _)| r.as_deref().is_some_and(is_redirect))?;
+            let (reply, request) = &mut p.parts[i];
+            let reply = reply.take()?;
+            p.remaining += 1;
+            slot.redirects += 1;
+            Some(Redirected {
+                seq,
+                part: i as u32,
+                request: request.clone(),
+                reply,
+            })
+        }
+        _ => None,
     }
 }

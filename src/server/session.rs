@@ -6,7 +6,7 @@
 //! slots in whatever order upstreams answer and are written in slot order.
 
 use super::local;
-use super::replies::{After, Alloc, ReplyQueue};
+use super::replies::{After, Alloc, ReplyQueue, WHOLE};
 use super::{ClientMeta, Ctx, Worker};
 use crate::command::{self, Kind, Local, Tx};
 use crate::metrics::Metrics;
@@ -57,6 +57,13 @@ enum Flow {
     Stop,
 }
 
+/// Requests for one connection gathered from one read.
+struct Batch {
+    conn: Conn,
+    buf: BytesMut,
+    targets: Vec<Target>,
+}
+
 /// A connection of the session's own, for transactions, blocking commands and
 /// pub/sub.
 struct Pinned {
@@ -102,10 +109,11 @@ pub struct Session {
     shared: Option<(u32, Proto, Conn)>,
     /// Connection the last forwarded request went to.
     last_conn: Option<Conn>,
-    /// Requests decoded from the current read for `out_conn`, written with one submit.
-    out_conn: Option<Conn>,
-    out_buf: BytesMut,
-    out_targets: Vec<Target>,
+    /// Requests decoded from the current read, one batch per connection,
+    /// each written with one submit.
+    out: Vec<Batch>,
+    /// Emptied batch buffers kept for reuse.
+    spare: Vec<(BytesMut, Vec<Target>)>,
     pinned: Option<Pinned>,
     stop: bool,
     stalled: bool,
@@ -140,9 +148,8 @@ impl Session {
             scratch: BytesMut::new(),
             shared: None,
             last_conn: None,
-            out_conn: None,
-            out_buf: BytesMut::new(),
-            out_targets: Vec::new(),
+            out: Vec::new(),
+            spare: Vec::new(),
             pinned: None,
             stop: false,
             stalled: false,
@@ -164,7 +171,7 @@ impl Session {
             let mut errors = 0u64;
             let wbuf = &mut self.wbuf;
             let mut exec_db = None;
-            let (pending, close) = self.queue.drain(&waker, |b, after| {
+            let drained = self.queue.drain(&waker, |b, after| {
                 match b.first() {
                     Some(b'-') => errors += 1,
                     Some(b'*') if b.get(1) != Some(&b'-') => {
@@ -176,8 +183,13 @@ impl Session {
                 }
                 wbuf.extend_from_slice(&b);
             });
+            let (pending, close) = (drained.remaining, drained.close);
             if let Some(db) = exec_db {
                 self.set_db(db);
+            }
+            if let Some(r) = drained.redirect {
+                self.redirect(r);
+                continue;
             }
             Metrics::add(&self.ctx.metrics.error_replies, errors);
             if close {
@@ -413,7 +425,7 @@ impl Session {
                     };
                     if let Some(conn) = conn {
                         let seq = alloc.pending_then(after);
-                        self.push(&conn, req.raw, Some(seq), alloc);
+                        self.push(&conn, req.raw, Some((seq, WHOLE)), alloc);
                     }
                     Flow::Next
                 }
@@ -497,7 +509,7 @@ impl Session {
             }
         }
         let seq = alloc.pending();
-        self.push(&conn, req.raw, Some(seq), alloc);
+        self.push(&conn, req.raw, Some((seq, WHOLE)), alloc);
         Flow::Next
     }
 
@@ -554,7 +566,7 @@ impl Session {
             None => return Flow::Next,
         };
         let seq = alloc.pending();
-        self.push(&conn, req.raw, Some(seq), alloc);
+        self.push(&conn, req.raw, Some((seq, WHOLE)), alloc);
         Flow::Next
     }
 
@@ -595,7 +607,7 @@ impl Session {
             if !(p.clean() && alloc.is_empty()) {
                 let conn = p.conn.clone();
                 let seq = alloc.pending();
-                self.push(&conn, req.raw, Some(seq), alloc);
+                self.push(&conn, req.raw, Some((seq, WHOLE)), alloc);
                 return Flow::Next;
             }
             self.release_pinned_if_clean(true);
@@ -610,8 +622,35 @@ impl Session {
             }
         }
         let seq = alloc.pending();
-        self.push(&conn, req.raw, Some(seq), alloc);
+        self.push(&conn, req.raw, Some((seq, WHOLE)), alloc);
         Flow::Next
+    }
+
+    /// Send a redirected request again (cluster `MOVED`/`ASK`/`TRYAGAIN`).
+    fn redirect(&mut self, r: super::replies::Redirected) {
+        let queue = self.queue.clone();
+        let mut alloc = queue.alloc();
+        match self.cluster_redirect(&r) {
+            Some((conn, asking)) => {
+                if asking {
+                    self.push(
+                        &conn,
+                        b"*1\r\n$6\r\nASKING\r\n",
+                        Some((super::replies::DISCARD, WHOLE)),
+                        &mut alloc,
+                    );
+                }
+                self.push(&conn, &r.request, Some((r.seq, r.part)), &mut alloc);
+            }
+            // No better node known: the client gets the redirect error itself.
+            None => alloc.fill(r.seq, r.part, r.reply),
+        }
+        self.flush(&mut alloc);
+    }
+
+    /// Where a redirected request goes now, and whether it needs `ASKING` first.
+    fn cluster_redirect(&mut self, _r: &super::replies::Redirected) -> Option<(Conn, bool)> {
+        None
     }
 
     fn shared_conn(&mut self) -> Conn {
@@ -628,44 +667,57 @@ impl Session {
         }
     }
 
-    /// Add a request to the batch for `conn`.
-    fn push(&mut self, conn: &Conn, raw: &[u8], seq: Option<u64>, alloc: &mut Alloc) {
-        if self.out_conn.as_ref().is_some_and(|c| !c.same(conn)) {
-            self.flush(alloc);
-        }
-        if self.out_conn.is_none() {
-            self.out_conn = Some(conn.clone());
-        }
-        self.out_buf.extend_from_slice(raw);
-        if let Some(seq) = seq {
-            self.out_targets.push(Target {
+    /// Add a request to the batch for `conn` (`target`: slot and part).
+    fn push(&mut self, conn: &Conn, raw: &[u8], target: Option<(u64, u32)>, _alloc: &mut Alloc) {
+        let batch = match self.out.iter().position(|b| b.conn.same(conn)) {
+            Some(i) => &mut self.out[i],
+            None => {
+                let (buf, targets) = self.spare.pop().unwrap_or_default();
+                self.out.push(Batch {
+                    conn: conn.clone(),
+                    buf,
+                    targets,
+                });
+                let last = self.out.len() - 1;
+                &mut self.out[last]
+            }
+        };
+        batch.buf.extend_from_slice(raw);
+        if let Some((seq, part)) = target {
+            batch.targets.push(Target {
                 queue: self.queue.clone(),
                 seq,
+                part,
             });
         }
         self.last_conn = Some(conn.clone());
     }
 
-    /// Submit the batch: one lock and at most one wake-up of the connection.
+    /// Submit the batches: per connection one lock and at most one wake-up.
     fn flush(&mut self, alloc: &mut Alloc) {
-        let Some(conn) = self.out_conn.take() else {
-            return;
-        };
-        if self.out_buf.is_empty() {
-            return;
-        }
-        if let Err(msg) = conn.submit(&mut self.out_buf, &mut self.out_targets) {
-            let mut b = BytesMut::new();
-            encode::error(&mut b, &msg);
-            let b = b.freeze();
-            for t in self.out_targets.drain(..) {
-                alloc.fill(t.seq, b.clone());
+        while let Some(mut batch) = self.out.pop() {
+            if !batch.buf.is_empty() {
+                if let Err(msg) = batch.conn.submit(&mut batch.buf, &mut batch.targets) {
+                    let mut b = BytesMut::new();
+                    encode::error(&mut b, &msg);
+                    let b = b.freeze();
+                    for t in batch.targets.drain(..) {
+                        alloc.fill(t.seq, t.part, b.clone());
+                    }
+                    if self
+                        .pinned
+                        .as_ref()
+                        .is_some_and(|p| p.conn.same(&batch.conn))
+                    {
+                        // A pinned connection that died takes its state with it.
+                        self.pinned = None;
+                        self.last_conn = None;
+                    }
+                }
             }
-            if self.pinned.as_ref().is_some_and(|p| p.conn.same(&conn)) {
-                // A pinned connection that died takes its state with it.
-                self.pinned = None;
-                self.last_conn = None;
-            }
+            batch.buf.clear();
+            batch.targets.clear();
+            self.spare.push((batch.buf, batch.targets));
         }
     }
 

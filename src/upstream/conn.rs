@@ -27,6 +27,8 @@ use tokio::time::Instant;
 pub struct Target {
     pub queue: Arc<ReplyQueue>,
     pub seq: u64,
+    /// Part of a split request, or `replies::WHOLE`.
+    pub part: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,7 +259,7 @@ fn fail_all(shared: &Shared, reason: &str, inflight: VecDeque<Target>, state: Co
     encode::error(&mut e, &msg);
     let e = e.freeze();
     for t in inflight.into_iter().chain(queued) {
-        t.queue.deliver(t.seq, e.clone());
+        t.queue.deliver(t.seq, t.part, e.clone());
     }
 }
 
@@ -425,7 +427,7 @@ fn dispatch(
             continue;
         }
         match inflight.pop_front() {
-            Some(t) => t.queue.deliver(t.seq, frame),
+            Some(t) => t.queue.deliver(t.seq, t.part, frame),
             None => match &*shared.owner.lock() {
                 Some(owner) => owner.push_stream(frame),
                 None => return Err("reply with no request (protocol out of sync)".to_string()),
