@@ -9,6 +9,7 @@
 //! - [`command`]: the command table: what mode each command needs, key positions.
 //! - [`server`]: listeners, worker threads, client sessions, ordered reply queues,
 //!   commands answered locally.
+//! - [`cluster`]: Redis Cluster's key space: hash slots, the slot map, redirections.
 //! - [`upstream`]: connections to Redis nodes: shared multiplexed ones and pinned ones.
 //! - [`net`]: non-blocking socket reads and writes without wasted syscalls.
 //! - [`admin`]: the admin HTTP server (`/health`, `/ready`, `/metrics`).
@@ -17,6 +18,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod metrics;
