@@ -1,8 +1,8 @@
 //! respite's cluster building blocks against a real Redis Cluster: the slot
 //! map parsed from `CLUSTER SHARDS` and `CLUSTER SLOTS` against the
 //! harness's own reading of `CLUSTER NODES`, key slots against
-//! `CLUSTER KEYSLOT`, writes routed by the map (no `MOVED`), and a reshard
-//! seen both through `MOVED` replies and through a fresh map.
+//! `CLUSTER KEYSLOT`, writes routed by the map (no `MOVED`), a reshard
+//! seen both through `MOVED` replies and through a fresh map, and a failover.
 //!
 //! One test on purpose: starting a cluster is the expensive part.
 
@@ -215,8 +215,30 @@ fn building_blocks_against_a_real_cluster() {
         assert_eq!(cluster.conn(owner).cmd(&[b"GET", key]), b"$1\r\nv\r\n");
     }
 
+    // Kill a primary: its replica takes over, and a fresh map says so
+    // (the dead node, reported "fail", is nobody's replica).
+    let victim = port_of(&after.shards()[2].primary);
+    let heir_addr = after.shards()[2].replicas[0].clone();
+    let t2 = Instant::now();
+    cluster.kill(victim);
+    let heir = cluster.wait_failover(victim);
+    let failover = t2.elapsed();
+    assert_eq!(addr(heir), heir_addr);
+    let mut conn = cluster.conn(cluster.live_ports()[0]);
+    let promoted = shards_map(&mut conn);
+    assert!(promoted.is_complete());
+    assert_map_matches_view(&promoted, &cluster.view());
+    for shard in promoted.shards() {
+        assert!(
+            shard.primary != addr(victim) && !shard.replicas.contains(&addr(victim)),
+            "{promoted:?}\n{}",
+            escape(&conn.cmd_str(&["CLUSTER", "SHARDS"]))
+        );
+    }
+    assert_eq!(promoted.node_for(16383).unwrap().primary, heir_addr);
+
     eprintln!(
-        "cluster start {started:?}, reshard {resharded:?}, total {:?}",
+        "cluster start {started:?}, reshard {resharded:?}, failover {failover:?}, total {:?}",
         t0.elapsed()
     );
 }

@@ -18,7 +18,8 @@ impl SlotMap {
     /// Each shard contributes its `master` node as primary (the first one
     /// reported `online` when a failover leaves two) and its `online` replicas;
     /// replicas still `loading` or failed would only answer errors. A shard
-    /// with no primary contributes no slots.
+    /// with no primary contributes no slots; a shard with neither slots nor
+    /// a healthy primary (a dead primary after its failover) is left out.
     pub fn from_cluster_shards(reply: &[u8], reply_host: &str) -> Result<SlotMap, TopologyError> {
         let value = decode(reply)?;
         let list = value
@@ -56,9 +57,15 @@ impl SlotMap {
                     replicas.push(addr);
                 }
             }
-            let Some((primary, _)) = primary else {
+            let Some((primary, online)) = primary else {
                 continue;
             };
+            // After a failover Redis 7.0 still lists the dead former primary,
+            // as a slotless shard of its own, until it comes back as a
+            // replica: a fan-out to every primary must not wait on it.
+            if slots.is_empty() && !online {
+                continue;
+            }
             let index = shards.len();
             for pair in slots.chunks_exact(2) {
                 ranges.push((slot(&pair[0])?, slot(&pair[1])?, index));
@@ -255,6 +262,36 @@ mod tests {
         // connect. The replica reports health "loading" (offset 0): not used.
         let m = SlotMap::from_cluster_shards(fixture!("shards-failover"), "x").unwrap();
         assert_standard(&m, [ALL[0], ALL[1], &[]]);
+    }
+
+    #[test]
+    fn dead_former_primary_without_slots_is_left_out() {
+        // The shape of Redis 7.0's reply after a failover: the old primary,
+        // failed, as its own shard with no slots.
+        let node = |port: u16, role: &str, health: &str| {
+            format!(
+                "*8\r\n$4\r\nport\r\n:{port}\r\n$2\r\nip\r\n$9\r\n127.0.0.1\r\n\
+                 $4\r\nrole\r\n${}\r\n{role}\r\n$6\r\nhealth\r\n${}\r\n{health}\r\n",
+                role.len(),
+                health.len()
+            )
+        };
+        let shard = |slots: &str, nodes: &[String]| {
+            format!(
+                "*4\r\n$5\r\nslots\r\n{slots}$5\r\nnodes\r\n*{}\r\n{}",
+                nodes.len(),
+                nodes.concat()
+            )
+        };
+        let reply = format!(
+            "*3\r\n{}{}{}",
+            shard("*2\r\n:0\r\n:16383\r\n", &[node(7001, "master", "online")]),
+            shard("*0\r\n", &[node(7000, "master", "fail")]),
+            shard("*0\r\n", &[node(7002, "master", "online")]),
+        );
+        let m = SlotMap::from_cluster_shards(reply.as_bytes(), "x").unwrap();
+        assert!(m.is_complete());
+        assert_eq!(m.primaries(), ["127.0.0.1:7001", "127.0.0.1:7002"]);
     }
 
     #[test]

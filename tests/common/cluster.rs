@@ -38,10 +38,12 @@ pub struct RedisCluster {
     nodes: Vec<Node>,
     primaries: usize,
     replicas: usize,
+    /// The agreed view when the cluster last settled.
+    settled_view: View,
 }
 
 /// One node's view of the cluster, from `CLUSTER NODES`, by port.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct View {
     /// `(start, end, primary port)`, sorted.
     pub slots: Vec<(u16, u16, u16)>,
@@ -57,12 +59,7 @@ pub struct View {
 impl View {
     /// Parses `CLUSTER NODES` output.
     pub fn parse(text: &str) -> View {
-        let mut view = View {
-            slots: Vec::new(),
-            replicas: BTreeMap::new(),
-            ids: BTreeMap::new(),
-            problems: Vec::new(),
-        };
+        let mut view = View::default();
         let lines: Vec<Vec<&str>> = text
             .lines()
             .map(|l| l.split(' ').collect::<Vec<_>>())
@@ -171,6 +168,7 @@ impl RedisCluster {
             nodes: Vec::new(),
             primaries,
             replicas,
+            settled_view: View::default(),
         };
         for _ in 0..primaries * (1 + replicas) {
             let node = cluster.spawn_node();
@@ -313,6 +311,55 @@ impl RedisCluster {
         }
     }
 
+    /// After [`RedisCluster::kill`] of a primary: waits until every running
+    /// node agrees that another node (its promoted replica) serves all of its
+    /// slots, and returns that node's port.
+    pub fn wait_failover(&self, dead: u16) -> u16 {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        let mut why = String::new();
+        while Instant::now() < deadline {
+            match self.failed_over(dead) {
+                Ok(port) => return port,
+                Err(e) => why = e,
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "no failover of {dead} within {SETTLE_TIMEOUT:?}: {why}\n{}",
+            self.logs()
+        );
+    }
+
+    fn failed_over(&self, dead: u16) -> Result<u16, String> {
+        let before = self.settled_view.slots.clone();
+        let mut agreed: Option<View> = None;
+        for &port in &self.live_ports() {
+            let info = self.cmd_text(port, &["CLUSTER", "INFO"])?;
+            if !info.contains("cluster_state:ok") {
+                return Err(format!("{port} is not cluster_state:ok"));
+            }
+            let view = View::parse(&self.cluster_nodes(port)?);
+            if view.primaries().contains(&dead) {
+                return Err(format!("{port} still routes slots to {dead}"));
+            }
+            match &agreed {
+                Some(a) if a.slots != view.slots => return Err(format!("{port} disagrees")),
+                Some(_) => {}
+                None => agreed = Some(view),
+            }
+        }
+        let view = agreed.ok_or("no node is running")?;
+        let heirs: Vec<u16> = before
+            .iter()
+            .filter(|(_, _, p)| *p == dead)
+            .filter_map(|(a, _, _)| view.owner(*a))
+            .collect();
+        match heirs.first() {
+            Some(&h) if heirs.iter().all(|&x| x == h) => Ok(h),
+            _ => Err(format!("slots of {dead} went to {heirs:?}")),
+        }
+    }
+
     /// Moves `slots` slots from the primary on `from` to the primary on `to`
     /// with `redis-cli --cluster reshard`, then waits until the cluster has
     /// settled again.
@@ -347,12 +394,15 @@ impl RedisCluster {
     /// Waits until every running node is `cluster_state:ok`, all views agree,
     /// cover every slot with the expected shards, and (while every node runs)
     /// every replica is synced and reported `online` everywhere.
-    pub fn wait_settled(&self) {
+    pub fn wait_settled(&mut self) {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         let mut why = String::new();
         while Instant::now() < deadline {
             match self.settled() {
-                Ok(()) => return,
+                Ok(view) => {
+                    self.settled_view = view;
+                    return;
+                }
                 Err(e) => why = e,
             }
             thread::sleep(Duration::from_millis(100));
@@ -363,7 +413,7 @@ impl RedisCluster {
         );
     }
 
-    fn settled(&self) -> Result<(), String> {
+    fn settled(&self) -> Result<View, String> {
         let live = self.live_ports();
         let all_up = live.len() == self.nodes.len();
         let mut first: Option<View> = None;
@@ -389,7 +439,7 @@ impl RedisCluster {
         }
         let view = first.ok_or("no node is running")?;
         if !all_up {
-            return Ok(());
+            return Ok(view);
         }
         if view.primaries().len() != self.primaries {
             return Err(format!("{} primaries serve slots", view.primaries().len()));
@@ -413,7 +463,7 @@ impl RedisCluster {
                 ));
             }
         }
-        Ok(())
+        Ok(view)
     }
 
     fn myid(&self, port: u16) -> String {
