@@ -10,6 +10,7 @@
 //! - [`server`]: listeners, worker threads, client sessions, ordered reply queues,
 //!   commands answered locally.
 //! - [`router`]: how split requests' replies merge back (cluster fan-out).
+//! - [`cluster`]: Redis Cluster's key space: hash slots, the slot map, redirections.
 //! - [`upstream`]: connections to Redis nodes: shared multiplexed ones and pinned ones.
 //! - [`net`]: non-blocking socket reads and writes without wasted syscalls.
 //! - [`admin`]: the admin HTTP server (`/health`, `/ready`, `/metrics`).
@@ -18,6 +19,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod metrics;

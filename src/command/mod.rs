@@ -3,6 +3,11 @@
 //!
 //! Commands not in the table are forwarded as they are: Redis answers them,
 //! including "unknown command", exactly as it would without the proxy.
+//!
+//! [`keys`] finds the key arguments of any command, from the upstream's
+//! `COMMAND` reply or a built-in table, for routing by slot.
+
+pub mod keys;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;

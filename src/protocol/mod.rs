@@ -1,12 +1,16 @@
-//! RESP on the wire: request framing with limits, reply framing, and the
-//! encoders for replies the proxy writes itself. Knows bytes and frames only.
+//! RESP on the wire: request framing with limits, reply framing, the
+//! encoders for replies the proxy writes itself, and owned values for the few
+//! replies the proxy must read (topology, command table). Knows bytes and
+//! frames only.
 
 pub mod encode;
 pub mod reply;
 pub mod request;
+pub mod value;
 
 pub use reply::ReplyScanner;
 pub use request::{Parsed, RequestParser};
+pub use value::Value;
 
 /// Malformed input; the text follows Redis's own `Protocol error: ...` messages.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

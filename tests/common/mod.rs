@@ -5,6 +5,9 @@
 //! Everything that spawns a process kills and reaps it on `Drop`, so a failing
 //! test never leaves servers behind.
 //!
+//! [`cluster`] adds a real Redis Cluster (`redis-server` in cluster mode,
+//! joined with `redis-cli --cluster create`).
+//!
 //! Each test file includes this with `mod common;`; not every file uses every
 //! helper, hence the `dead_code` allowance.
 #![allow(dead_code)]
@@ -21,6 +24,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+pub mod cluster;
 
 /// How long a server or proxy may take to answer its first PING.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
