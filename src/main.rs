@@ -24,10 +24,10 @@ fn main() -> ExitCode {
         let _ = writeln!(std::io::stdout(), "respite: configuration OK");
         return ExitCode::SUCCESS;
     }
-    if config.upstream.mode != config::Mode::Standalone {
+    if config.upstream.mode == config::Mode::Sentinel {
         let _ = writeln!(
             std::io::stderr(),
-            "respite: upstream.mode = \"{}\" is not implemented yet; only \"standalone\" is",
+            "respite: upstream.mode = \"{}\" is not implemented yet",
             config.upstream.mode.as_str()
         );
         return ExitCode::from(2);
@@ -65,6 +65,9 @@ fn main() -> ExitCode {
     };
     let code = rt.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        if let Some(topology) = &ctx.topology {
+            tokio::spawn(topology.clone().run());
+        }
         if let Some(addr) = ctx.config.admin {
             match tokio::net::TcpListener::bind(addr).await {
                 Ok(l) => {

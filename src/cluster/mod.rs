@@ -10,6 +10,7 @@
 pub mod discover;
 pub mod redirect;
 pub mod slots;
+pub mod topology;
 
 pub use redirect::{parse_redirect, Redirect, RedirectKind};
 pub use slots::{key_slot, NodeAddr, Shard, SlotMap, SlotRange, SLOT_COUNT};

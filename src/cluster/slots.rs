@@ -208,6 +208,19 @@ impl SlotMap {
         out
     }
 
+    /// The primaries that serve at least one slot, in shard order: the nodes
+    /// whose keys together make the keyspace (a node that was just added, or
+    /// a replica not yet attached, holds none of it).
+    pub fn serving_primaries(&self) -> Vec<NodeAddr> {
+        let mut out: Vec<NodeAddr> = Vec::with_capacity(self.shards.len());
+        for (i, s) in self.shards.iter().enumerate() {
+            if self.ranges.iter().any(|r| r.shard == i) && !out.contains(&s.primary) {
+                out.push(s.primary.clone());
+            }
+        }
+        out
+    }
+
     /// Every known node, primaries first, each once.
     pub fn all_nodes(&self) -> Vec<NodeAddr> {
         let mut out = self.primaries();

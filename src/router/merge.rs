@@ -19,7 +19,14 @@ pub enum Merge {
         positions: Vec<Vec<u32>>,
         total: u32,
     },
+    /// One node's `SCAN` reply, its cursor rewritten to carry the node index
+    /// (`node_cursor << SCAN_NODE_BITS | node`); a finished node moves on to
+    /// the next one, the last one ends the iteration with 0.
+    Scan { node: u32, nodes: u32 },
 }
+
+/// Low bits of a proxy `SCAN` cursor that name the node.
+pub const SCAN_NODE_BITS: u32 = 10;
 
 /// Combine part replies; the first error reply wins, as a client talking to
 /// the nodes itself would see it.
@@ -52,6 +59,33 @@ pub fn merge(how: Merge, parts: Vec<Bytes>) -> Bytes {
             for e in elems {
                 out.extend_from_slice(e);
             }
+        }
+        Merge::Scan { node, nodes } => {
+            let p = match parts.first() {
+                Some(p) => p,
+                None => return Bytes::new(),
+            };
+            let Some(e) = elements(p) else {
+                return bad_part(p);
+            };
+            if e.len() != 2 {
+                return bad_part(p);
+            }
+            let cursor =
+                bulk_of(e[0]).and_then(|c| std::str::from_utf8(c).ok()?.parse::<u64>().ok());
+            let Some(cursor) = cursor else {
+                return bad_part(p);
+            };
+            let next = if cursor != 0 {
+                (cursor << SCAN_NODE_BITS) | node as u64
+            } else if node + 1 < nodes {
+                (node + 1) as u64
+            } else {
+                0
+            };
+            encode::array(&mut out, 2);
+            encode::bulk(&mut out, next.to_string().as_bytes());
+            out.extend_from_slice(e[1]);
         }
         Merge::Scatter { positions, total } => {
             let mut slots: Vec<Option<&[u8]>> = vec![None; total as usize];
@@ -90,6 +124,14 @@ fn bad_part(p: &[u8]) -> Bytes {
         &format!("ERR respite: unexpected reply from a cluster node while merging: {shown}"),
     );
     out.freeze()
+}
+
+fn bulk_of(p: &[u8]) -> Option<&[u8]> {
+    let eol = p.windows(2).position(|w| w == b"\r\n")?;
+    if p.first() != Some(&b'$') {
+        return None;
+    }
+    p.get(eol + 2..p.len().checked_sub(2)?)
 }
 
 fn int_of(p: &[u8]) -> Option<i64> {

@@ -32,6 +32,8 @@ pub struct Ctx {
     pub metrics: Metrics,
     pub clients: DashMap<u64, Arc<ClientMeta>>,
     pub pinned: PinnedPool,
+    /// Cluster mode: the slot map and key table, kept fresh by `Topology::run`.
+    pub topology: Option<Arc<crate::cluster::topology::Topology>>,
     pub shutdown: Notify,
     shutting_down: AtomicBool,
     next_id: AtomicU64,
@@ -42,7 +44,10 @@ pub struct Ctx {
 impl Ctx {
     pub fn new(config: Config) -> Arc<Ctx> {
         let config = Arc::new(config);
+        let topology = (config.upstream.mode == crate::config::Mode::Cluster)
+            .then(|| crate::cluster::topology::Topology::new(config.clone()));
         Arc::new(Ctx {
+            topology,
             pinned: PinnedPool::new(config.clone()),
             config,
             metrics: Metrics::default(),
@@ -80,7 +85,10 @@ impl Ctx {
 
     /// Whether some upstream connection is up (`/ready`).
     pub fn ready(&self) -> bool {
-        self.workers().iter().any(|w| w.node.any_up())
+        match &self.topology {
+            Some(t) => t.map().is_complete(),
+            None => self.workers().iter().any(|w| w.node.any_up()),
+        }
     }
 }
 
@@ -88,7 +96,23 @@ impl Ctx {
 #[derive(Debug)]
 pub struct Worker {
     pub index: usize,
+    /// Standalone: the one node.
     pub node: NodeConns,
+    /// Cluster: every node this worker has talked to, by address.
+    pub nodes: Mutex<std::collections::HashMap<Arc<str>, Arc<NodeConns>>>,
+}
+
+impl Worker {
+    /// The worker's connections to a cluster node, created on first use.
+    pub fn node_at(&self, config: &Arc<Config>, addr: &str) -> Arc<NodeConns> {
+        let mut nodes = self.nodes.lock();
+        if let Some(n) = nodes.get(addr) {
+            return n.clone();
+        }
+        let n = Arc::new(NodeConns::new(config.clone(), addr));
+        nodes.insert(addr.into(), n.clone());
+        n
+    }
 }
 
 /// What `CLIENT LIST` shows about a connected client.
@@ -151,6 +175,7 @@ impl Server {
             let worker = Arc::new(Worker {
                 index,
                 node: NodeConns::new(ctx.config.clone(), &ctx.config.upstream.nodes[0]),
+                nodes: Mutex::new(std::collections::HashMap::new()),
             });
             ctx.workers.lock().push(worker.clone());
             let t = std::thread::Builder::new()
@@ -207,7 +232,9 @@ async fn worker_main(ctx: Arc<Ctx>, worker: Arc<Worker>, listener: std::net::Tcp
         }
     };
     // Connect the default group now, so /ready and the first request do not wait.
-    let _ = worker.node.shared(0, crate::protocol::Proto::Resp2, 0);
+    if ctx.topology.is_none() {
+        let _ = worker.node.shared(0, crate::protocol::Proto::Resp2, 0);
+    }
     let local_tasks = Arc::new(AtomicUsize::new(0));
     let mut shutdown = std::pin::pin!(ctx.shutdown.notified());
     loop {

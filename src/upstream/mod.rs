@@ -2,6 +2,7 @@
 //! pool of pinned connections for sessions in a stateful mode.
 
 pub mod conn;
+pub mod oneshot;
 
 use crate::config::Config;
 use crate::protocol::Proto;

@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::task::Poll;
 use tokio::net::TcpStream;
 
+mod cluster;
+
 /// Stop reading from a client whose unwritten replies exceed this.
 const WBUF_HIGH: usize = 256 * 1024;
 
@@ -115,6 +117,12 @@ pub struct Session {
     /// Emptied batch buffers kept for reuse.
     spare: Vec<(BytesMut, Vec<Target>)>,
     pinned: Option<Pinned>,
+    /// Cluster mode: the topology, and this session's shared connection per node.
+    cluster: Option<Arc<crate::cluster::topology::Topology>>,
+    cluster_conns: std::collections::HashMap<Arc<str>, Conn>,
+    cluster_proto: Proto,
+    /// Cluster mode: MULTI was answered but no command has chosen the node yet.
+    multi_deferred: bool,
     stop: bool,
     stalled: bool,
     eof: bool,
@@ -129,6 +137,7 @@ impl Session {
     ) -> Session {
         let limits = &ctx.config.limits;
         let authed = ctx.config.auth.password.is_none() && ctx.config.auth.users.is_empty();
+        let topology = ctx.topology.clone();
         Session {
             parser: RequestParser::new(limits.max_request_bytes, limits.max_request_args),
             st: State {
@@ -151,6 +160,10 @@ impl Session {
             out: Vec::new(),
             spare: Vec::new(),
             pinned: None,
+            cluster: topology,
+            cluster_conns: std::collections::HashMap::new(),
+            cluster_proto: Proto::Resp2,
+            multi_deferred: false,
             stop: false,
             stalled: false,
             eof: false,
@@ -389,6 +402,9 @@ impl Session {
         if self.pinned.as_ref().is_some_and(|p| p.passthrough) {
             return self.handle_passthrough(req, spec.kind, alloc);
         }
+        if self.multi_deferred {
+            return self.deferred_multi(req, spec.kind, alloc);
+        }
         if spec.kind == Kind::Local(Local::Select) && self.pinned.is_some() {
             return self.select_pinned(req, alloc);
         }
@@ -407,6 +423,9 @@ impl Session {
                 }
             }
             Kind::Transaction(tx) => match tx {
+                Tx::Multi if self.cluster.is_some() && self.pinned.is_none() => {
+                    self.defer_multi(alloc)
+                }
                 Tx::Multi => self.forward_pinned(req, alloc, |p| p.in_multi = true),
                 Tx::Watch => self.forward_pinned(req, alloc, |p| {
                     if !p.in_multi {
@@ -530,7 +549,7 @@ impl Session {
             return Flow::Barrier;
         }
         if self.pinned.is_none() {
-            self.pin();
+            self.pin(req);
         }
         let conn = match &mut self.pinned {
             Some(p) => {
@@ -556,7 +575,7 @@ impl Session {
                 self.flush(alloc);
                 return Flow::Barrier;
             }
-            self.pin();
+            self.pin(req);
         }
         let conn = match &mut self.pinned {
             Some(p) => {
@@ -570,13 +589,12 @@ impl Session {
         Flow::Next
     }
 
-    fn pin(&mut self) {
-        let conn = self.ctx.pinned.acquire(
-            self.worker.node.addr(),
-            self.st.db,
-            self.st.proto,
-            self.queue.clone(),
-        );
+    fn pin(&mut self, req: &Req) {
+        let addr = self.pin_addr(req);
+        let conn = self
+            .ctx
+            .pinned
+            .acquire(&addr, self.st.db, self.st.proto, self.queue.clone());
         Metrics::add(&self.ctx.metrics.pinned_acquired, 1);
         self.pinned = Some(Pinned {
             conn,
@@ -612,6 +630,9 @@ impl Session {
             }
             self.release_pinned_if_clean(true);
         }
+        if self.cluster.is_some() {
+            return self.forward_cluster(req, alloc);
+        }
         let conn = self.shared_conn();
         // Another connection of the same node (after SELECT or HELLO) could
         // run this request before earlier ones: wait for them first.
@@ -646,11 +667,6 @@ impl Session {
             None => alloc.fill(r.seq, r.part, r.reply),
         }
         self.flush(&mut alloc);
-    }
-
-    /// Where a redirected request goes now, and whether it needs `ASKING` first.
-    fn cluster_redirect(&mut self, _r: &super::replies::Redirected) -> Option<(Conn, bool)> {
-        None
     }
 
     fn shared_conn(&mut self) -> Conn {
@@ -773,4 +789,13 @@ impl std::fmt::Debug for Session {
 /// A static reply.
 pub fn static_reply(b: &'static [u8]) -> Bytes {
     Bytes::from_static(b)
+}
+
+/// The arguments of one raw RESP request (for re-routing a retried request).
+fn split_request(raw: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut p = RequestParser::new(usize::MAX, usize::MAX);
+    match p.parse(raw) {
+        Ok(Parsed::Frame { .. }) => Some((0..p.argc()).map(|i| p.arg(raw, i)).collect()),
+        _ => None,
+    }
 }

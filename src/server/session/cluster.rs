@@ -1,0 +1,361 @@
+//! Cluster routing for a session: a request goes to the primary of its keys'
+//! slot; the multi-key commands Redis Cluster clients split (MGET, MSET, DEL,
+//! UNLINK, EXISTS, TOUCH) are split by slot and merged back; other requests
+//! whose keys span slots get Redis Cluster's own CROSSSLOT error; keyless
+//! commands follow an explicit per-command policy (`keyless`).
+
+use super::{Flow, Req, Session};
+use crate::cluster::{key_slot, parse_redirect, RedirectKind, SlotMap};
+use crate::command::Kind;
+use crate::protocol::encode;
+use crate::router::merge::{Merge, SCAN_NODE_BITS};
+use crate::server::replies::{After, Alloc, Redirected, WHOLE};
+use crate::upstream::conn::Conn;
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+
+const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+
+impl Session {
+    pub(super) fn forward_cluster(&mut self, req: &Req, alloc: &mut Alloc) -> Flow {
+        let Some(topo) = self.cluster.clone() else {
+            return Flow::Next;
+        };
+        let args: Vec<&[u8]> = (0..req.argc()).map(|i| req.arg(i)).collect();
+        let map = topo.map();
+        let keys = topo.keys().keys_of(&args);
+        let name = req.name_lower();
+        match keys {
+            Ok(keys) if !keys.is_empty() => {
+                let slot = key_slot(args[keys[0]]);
+                if keys.iter().all(|&i| key_slot(args[i]) == slot) {
+                    return self.send_to_slot(req.raw, slot, &map, alloc);
+                }
+                match name.as_str() {
+                    "mget" | "mset" | "del" | "unlink" | "exists" | "touch" => {
+                        self.split(&name, &args, &keys, &map, alloc)
+                    }
+                    _ => self.reply_error(alloc, CROSSSLOT),
+                }
+            }
+            // No keys (or a malformed request, which Redis will reject itself).
+            _ => self.keyless(&name, req, &args, &map, alloc),
+        }
+    }
+
+    /// The primary serving `slot`; the request is kept for a redirect.
+    fn send_to_slot(&mut self, raw: &[u8], slot: u16, map: &SlotMap, alloc: &mut Alloc) -> Flow {
+        let Some(shard) = map.node_for(slot) else {
+            return self.reply_error(alloc, "CLUSTERDOWN Hash slot not served");
+        };
+        let conn = self.cluster_conn(&shard.primary.clone());
+        let seq = alloc.pending_retry(Bytes::copy_from_slice(raw));
+        self.push(&conn, raw, Some((seq, WHOLE)), alloc);
+        Flow::Next
+    }
+
+    /// Split a multi-key command into one command per slot, merged in argument order.
+    fn split(
+        &mut self,
+        name: &str,
+        args: &[&[u8]],
+        keys: &[usize],
+        map: &SlotMap,
+        alloc: &mut Alloc,
+    ) -> Flow {
+        // MSET's keys are followed by their values.
+        let per_key = if name == "mset" { 2 } else { 1 };
+        let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+        for (n, &k) in keys.iter().enumerate() {
+            let slot = key_slot(args[k]);
+            match groups.iter_mut().find(|g| g.0 == slot) {
+                Some(g) => g.1.push(n),
+                None => groups.push((slot, vec![n])),
+            }
+        }
+        let mut requests = Vec::with_capacity(groups.len());
+        for (_, members) in &groups {
+            let mut parts: Vec<&[u8]> = vec![args[0]];
+            for &n in members {
+                for j in 0..per_key {
+                    parts.push(args[keys[n] + j]);
+                }
+            }
+            let mut b = BytesMut::new();
+            encode::command(&mut b, &parts);
+            requests.push(b.freeze());
+        }
+        let merge = match name {
+            "mget" => Merge::Scatter {
+                positions: groups
+                    .iter()
+                    .map(|g| g.1.iter().map(|&n| n as u32).collect())
+                    .collect(),
+                total: keys.len() as u32,
+            },
+            "mset" => Merge::AllOk,
+            _ => Merge::SumInt,
+        };
+        let seq = alloc.pending_parts(requests.clone(), merge);
+        for (i, ((slot, _), request)) in groups.iter().zip(&requests).enumerate() {
+            match map.node_for(*slot) {
+                Some(shard) => {
+                    let conn = self.cluster_conn(&shard.primary.clone());
+                    self.push(&conn, request, Some((seq, i as u32)), alloc);
+                }
+                None => alloc.fill(
+                    seq,
+                    i as u32,
+                    error_bytes("CLUSTERDOWN Hash slot not served"),
+                ),
+            }
+        }
+        Flow::Next
+    }
+
+    /// Keyless commands. Each arm says why it goes where it goes.
+    fn keyless(
+        &mut self,
+        name: &str,
+        req: &Req,
+        args: &[&[u8]],
+        map: &SlotMap,
+        alloc: &mut Alloc,
+    ) -> Flow {
+        let primaries = map.serving_primaries();
+        if primaries.is_empty() {
+            return self.reply_error(alloc, "CLUSTERDOWN The cluster is down (no slot map yet)");
+        }
+        let sub = args
+            .get(1)
+            .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase());
+        match (name, sub.as_deref()) {
+            // Counts and key listings cover every primary's share of the keyspace.
+            ("dbsize", _) => self.all_primaries(req.raw, &primaries, Merge::SumInt, alloc),
+            ("keys", _) => self.all_primaries(req.raw, &primaries, Merge::Concat, alloc),
+            // Writes to the whole keyspace, or scripts every node must know.
+            ("flushall" | "flushdb", _)
+            | ("script", Some("load" | "flush"))
+            | ("function", Some("load" | "flush" | "delete" | "restore")) => {
+                self.all_primaries(req.raw, &primaries, Merge::AllOk, alloc)
+            }
+            // The cursor names the node (low bits) and that node's cursor.
+            ("scan", _) => self.scan(req, args, &primaries, alloc),
+            // Connection flags of cluster clients: meaningless through one address.
+            ("readonly" | "readwrite" | "asking", _) => {
+                let mut b = BytesMut::new();
+                encode::simple(&mut b, "OK");
+                alloc.ready(b.freeze(), After::Nothing);
+                Flow::Next
+            }
+            // Everything else keyless (PUBLISH, RANDOMKEY, TIME, INFO, CONFIG,
+            // COMMAND, CLUSTER ...; and malformed requests, which Redis rejects)
+            // is answered by one primary, chosen per session to spread load.
+            _ => {
+                let addr = primaries[(self.st.id % primaries.len() as u64) as usize].clone();
+                let conn = self.cluster_conn(&addr);
+                let seq = alloc.pending();
+                self.push(&conn, req.raw, Some((seq, WHOLE)), alloc);
+                Flow::Next
+            }
+        }
+    }
+
+    fn all_primaries(
+        &mut self,
+        raw: &[u8],
+        primaries: &[String],
+        merge: Merge,
+        alloc: &mut Alloc,
+    ) -> Flow {
+        let request = Bytes::copy_from_slice(raw);
+        let seq = alloc.pending_parts(vec![request; primaries.len()], merge);
+        for (i, addr) in primaries.iter().enumerate() {
+            let conn = self.cluster_conn(addr);
+            self.push(&conn, raw, Some((seq, i as u32)), alloc);
+        }
+        Flow::Next
+    }
+
+    fn scan(&mut self, req: &Req, args: &[&[u8]], primaries: &[String], alloc: &mut Alloc) -> Flow {
+        let cursor = args
+            .get(1)
+            .and_then(|c| std::str::from_utf8(c).ok())
+            .and_then(|c| c.parse::<u64>().ok());
+        let Some(cursor) = cursor else {
+            // Let Redis word the error for a bad cursor or missing argument.
+            let addr = primaries[0].clone();
+            let conn = self.cluster_conn(&addr);
+            let seq = alloc.pending();
+            self.push(&conn, req.raw, Some((seq, WHOLE)), alloc);
+            return Flow::Next;
+        };
+        let node = (cursor & ((1 << SCAN_NODE_BITS) - 1)) as usize;
+        let node_cursor = cursor >> SCAN_NODE_BITS;
+        if node >= primaries.len() {
+            let mut b = BytesMut::new();
+            encode::array(&mut b, 2);
+            encode::bulk(&mut b, b"0");
+            encode::array(&mut b, 0);
+            alloc.ready(b.freeze(), After::Nothing);
+            return Flow::Next;
+        }
+        let c = node_cursor.to_string();
+        let mut parts: Vec<&[u8]> = args.to_vec();
+        parts[1] = c.as_bytes();
+        let mut b = BytesMut::new();
+        encode::command(&mut b, &parts);
+        let request = b.freeze();
+        let seq = alloc.pending_parts(
+            vec![request.clone()],
+            Merge::Scan {
+                node: node as u32,
+                nodes: primaries.len() as u32,
+            },
+        );
+        let conn = self.cluster_conn(&primaries[node].clone());
+        self.push(&conn, &request, Some((seq, 0)), alloc);
+        Flow::Next
+    }
+
+    /// This session's shared connection to a cluster node.
+    pub(super) fn cluster_conn(&mut self, addr: &str) -> Conn {
+        if self.cluster_proto != self.st.proto {
+            self.cluster_conns.clear();
+            self.cluster_proto = self.st.proto;
+        }
+        if let Some(c) = self.cluster_conns.get(addr) {
+            return c.clone();
+        }
+        let node = self.worker.node_at(&self.ctx.config, addr);
+        let c = node.shared(0, self.st.proto, self.st.id);
+        self.cluster_conns.insert(Arc::from(addr), c.clone());
+        c
+    }
+
+    /// Where a redirected request goes now, and whether it needs `ASKING` first.
+    pub(super) fn cluster_redirect(&mut self, r: &Redirected) -> Option<(Conn, bool)> {
+        let topo = self.cluster.clone()?;
+        let default_host = self
+            .ctx
+            .config
+            .upstream
+            .nodes
+            .first()
+            .and_then(|n| n.rsplit_once(':'))
+            .map(|(h, _)| h.to_string())
+            .unwrap_or_default();
+        let line = r.reply.strip_prefix(b"-").unwrap_or(&r.reply);
+        if line.starts_with(b"TRYAGAIN") {
+            // Keys of the slot are being migrated: ask the slot's owner again.
+            let args = super::split_request(&r.request)?;
+            let keys = topo.keys().keys_of(&args).ok()?;
+            let slot = key_slot(args.get(*keys.first()?)?);
+            let addr = topo.map().node_for(slot)?.primary.clone();
+            return Some((self.cluster_conn(&addr), false));
+        }
+        let redirect = parse_redirect(line.strip_suffix(b"\r\n").unwrap_or(line), &default_host)?;
+        match redirect.kind {
+            RedirectKind::Moved => {
+                topo.moved(redirect.slot, &redirect.addr);
+                Some((self.cluster_conn(&redirect.addr), false))
+            }
+            RedirectKind::Ask => Some((self.cluster_conn(&redirect.addr), true)),
+        }
+    }
+
+    /// Cluster: MULTI waits for the first command to know which node runs the
+    /// transaction (as cluster clients do); until then it is answered here.
+    pub(super) fn defer_multi(&mut self, alloc: &mut Alloc) -> Flow {
+        self.multi_deferred = true;
+        let mut b = BytesMut::new();
+        encode::simple(&mut b, "OK");
+        alloc.ready(b.freeze(), After::Nothing);
+        Flow::Next
+    }
+
+    pub(super) fn deferred_multi(&mut self, req: &Req, kind: Kind, alloc: &mut Alloc) -> Flow {
+        use crate::command::{Local, Tx};
+        let local = |alloc: &mut Alloc, reply: &'static [u8]| {
+            alloc.ready(Bytes::from_static(reply), After::Nothing);
+            Flow::Next
+        };
+        match kind {
+            Kind::Transaction(Tx::Exec) => {
+                self.multi_deferred = false;
+                local(alloc, b"*0\r\n")
+            }
+            Kind::Transaction(Tx::Discard) => {
+                self.multi_deferred = false;
+                local(alloc, b"+OK\r\n")
+            }
+            Kind::Transaction(Tx::Multi) => local(alloc, b"-ERR MULTI calls can not be nested\r\n"),
+            Kind::Transaction(Tx::Watch) => {
+                local(alloc, b"-ERR WATCH inside MULTI is not allowed\r\n")
+            }
+            Kind::Local(Local::Quit | Local::Reset) => {
+                self.multi_deferred = false;
+                self.local(
+                    match kind {
+                        Kind::Local(l) => l,
+                        _ => Local::Reset,
+                    },
+                    req,
+                    alloc,
+                )
+            }
+            _ => {
+                self.multi_deferred = false;
+                self.pin(req);
+                let conn = match &mut self.pinned {
+                    Some(p) => {
+                        p.in_multi = true;
+                        p.conn.clone()
+                    }
+                    None => return Flow::Next,
+                };
+                // MULTI's own +OK was already given.
+                self.push(
+                    &conn,
+                    b"*1\r\n$5\r\nMULTI\r\n",
+                    Some((crate::server::replies::DISCARD, WHOLE)),
+                    alloc,
+                );
+                let seq = alloc.pending();
+                self.push(&conn, req.raw, Some((seq, WHOLE)), alloc);
+                Flow::Next
+            }
+        }
+    }
+
+    /// The node a pinned connection goes to: the slot owner of the request's
+    /// first key (or channel, for SSUBSCRIBE), else the first primary.
+    pub(super) fn pin_addr(&self, req: &Req) -> Arc<str> {
+        let Some(topo) = &self.cluster else {
+            return self.worker.node.addr().clone();
+        };
+        let map = topo.map();
+        let args: Vec<&[u8]> = (0..req.argc()).map(|i| req.arg(i)).collect();
+        let keys = topo.keys();
+        let routed = keys
+            .resolve(&args)
+            .ok()
+            .and_then(|c| c.routing_args_of(&args).ok());
+        if let Some(&i) = routed.as_ref().and_then(|r| r.first()) {
+            if let Some(shard) = map.node_for(key_slot(args[i])) {
+                return shard.primary.as_str().into();
+            }
+        }
+        map.serving_primaries()
+            .into_iter()
+            .next()
+            .map(Arc::from)
+            .unwrap_or_else(|| self.worker.node.addr().clone())
+    }
+}
+
+fn error_bytes(msg: &str) -> Bytes {
+    let mut b = BytesMut::new();
+    encode::error(&mut b, msg);
+    b.freeze()
+}

@@ -1,0 +1,73 @@
+//! Short-lived connections for the proxy's own questions to a node (topology,
+//! command table): connect, authenticate, send, read the replies, close.
+
+use crate::config::Config;
+use crate::net;
+use crate::protocol::{encode, ReplyScanner};
+use bytes::{Bytes, BytesMut};
+use tokio::net::TcpStream;
+
+/// Send `commands` to `addr` (after AUTH when configured) and return their
+/// raw replies, all within the connect timeout plus the command timeout.
+pub async fn request(
+    config: &Config,
+    addr: &str,
+    commands: &[&[&[u8]]],
+) -> Result<Vec<Bytes>, String> {
+    let u = &config.upstream;
+    let fut = async {
+        let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        net::tune(&stream);
+        let mut out = BytesMut::new();
+        let mut skip = 0;
+        if let Some(p) = &u.password {
+            match &u.username {
+                Some(user) => encode::command(
+                    &mut out,
+                    &[b"AUTH".as_slice(), user.as_bytes(), p.as_bytes()],
+                ),
+                None => encode::command(&mut out, &[b"AUTH".as_slice(), p.as_bytes()]),
+            }
+            skip = 1;
+        }
+        for c in commands {
+            encode::command(&mut out, c);
+        }
+        while !out.is_empty() {
+            stream.writable().await.map_err(|e| e.to_string())?;
+            match net::write_buf(&stream, &mut out) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let mut rbuf = BytesMut::with_capacity(16 * 1024);
+        let mut scanner = ReplyScanner::new();
+        let mut replies = Vec::new();
+        while replies.len() < commands.len() + skip {
+            match scanner.scan(&rbuf).map_err(|e| e.to_string())? {
+                Some(len) => replies.push(rbuf.split_to(len).freeze()),
+                None => {
+                    stream.readable().await.map_err(|e| e.to_string())?;
+                    match net::read_buf(&stream, &mut rbuf) {
+                        Ok(0) => return Err("connection closed".to_string()),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+            }
+        }
+        if skip == 1 && replies[0].first() == Some(&b'-') {
+            return Err(format!(
+                "AUTH refused: {}",
+                String::from_utf8_lossy(&replies[0]).trim_end()
+            ));
+        }
+        Ok(replies.split_off(skip))
+    };
+    match tokio::time::timeout(u.connect_timeout + u.command_timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err("timed out".to_string()),
+    }
+}
