@@ -184,9 +184,15 @@ impl Session {
             let mut errors = 0u64;
             let wbuf = &mut self.wbuf;
             let mut exec_db = None;
+            let mut upstream_failed = false;
             let drained = self.queue.drain(&waker, |b, after| {
                 match b.first() {
-                    Some(b'-') => errors += 1,
+                    Some(b'-') => {
+                        errors += 1;
+                        if b.starts_with(b"-ERR upstream ") {
+                            upstream_failed = true;
+                        }
+                    }
                     Some(b'*') if b.get(1) != Some(&b'-') => {
                         if let After::ExecSelect(db) = after {
                             exec_db = Some(db);
@@ -197,6 +203,11 @@ impl Session {
                 wbuf.extend_from_slice(&b);
             });
             let (pending, close) = (drained.remaining, drained.close);
+            if upstream_failed {
+                if let Some(t) = &self.cluster {
+                    t.request_refresh();
+                }
+            }
             if let Some(db) = exec_db {
                 self.set_db(db);
             }
@@ -652,6 +663,29 @@ impl Session {
         let queue = self.queue.clone();
         let mut alloc = queue.alloc();
         match self.cluster_redirect(&r) {
+            Some((conn, _)) if r.reply.starts_with(b"-TRYAGAIN") => {
+                // The slot's keys are being migrated right now: asking again
+                // at once would fail again, so wait a little, off this task.
+                drop(alloc);
+                let target = Target {
+                    queue: self.queue.clone(),
+                    seq: r.seq,
+                    part: r.part,
+                };
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    let mut buf = BytesMut::from(&r.request[..]);
+                    let mut targets = vec![target];
+                    if let Err(msg) = conn.submit(&mut buf, &mut targets) {
+                        let mut b = BytesMut::new();
+                        encode::error(&mut b, &msg);
+                        for t in targets {
+                            t.queue.deliver(t.seq, t.part, b.clone().freeze());
+                        }
+                    }
+                });
+                return;
+            }
             Some((conn, asking)) => {
                 if asking {
                     self.push(
@@ -714,6 +748,10 @@ impl Session {
         while let Some(mut batch) = self.out.pop() {
             if !batch.buf.is_empty() {
                 if let Err(msg) = batch.conn.submit(&mut batch.buf, &mut batch.targets) {
+                    if let Some(t) = &self.cluster {
+                        // A node is down: its replica may be taking over.
+                        t.request_refresh();
+                    }
                     let mut b = BytesMut::new();
                     encode::error(&mut b, &msg);
                     let b = b.freeze();
