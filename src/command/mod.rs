@@ -42,6 +42,8 @@ pub enum Local {
     Quit,
     Reset,
     Client,
+    /// The proxy's own admin commands (`PROXY NODES`, ...).
+    Proxy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +93,7 @@ fn build() -> HashMap<&'static [u8], Spec> {
     add("quit", Local(self::Local::Quit));
     add("reset", Local(self::Local::Reset));
     add("client", Local(self::Local::Client));
+    add("proxy", Local(self::Local::Proxy));
     for b in [
         "blpop",
         "brpop",

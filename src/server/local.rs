@@ -72,6 +72,76 @@ pub fn run(ctx: &Ctx, st: &mut State, cmd: Local, req: &Req, out: &mut BytesMut)
             Effect::Reset
         }
         Local::Client => client(ctx, st, req, out),
+        Local::Proxy => {
+            proxy(ctx, st, req, out);
+            Effect::None
+        }
+    }
+}
+
+/// `PROXY NODES`: the topology and the state of every upstream connection
+/// this process holds, as INFO-style text.
+fn proxy(ctx: &Ctx, st: &State, req: &Req, out: &mut BytesMut) {
+    if req.argc() < 2 {
+        return arity(out, "proxy");
+    }
+    let sub = String::from_utf8_lossy(req.arg(1)).to_ascii_lowercase();
+    match sub.as_str() {
+        "nodes" if req.argc() == 2 => {
+            use std::fmt::Write;
+            let mut text = String::new();
+            let _ = write!(text, "# Topology\r\nmode:{}\r\n", ctx.config.upstream.mode.as_str());
+            if let Some(t) = &ctx.topology {
+                let map = t.map();
+                let _ = write!(text, "slots_covered:{}\r\nmap_version:{}\r\nrefreshes:{}\r\n", map.covered_slots(), t.version(), t.refreshes());
+                for (i, shard) in map.shards().iter().enumerate() {
+                    let ranges: Vec<String> = map
+                        .ranges()
+                        .iter()
+                        .filter(|r| r.shard == i)
+                        .map(|r| if r.start == r.end { r.start.to_string() } else { format!("{}-{}", r.start, r.end) })
+                        .collect();
+                    let _ = writeln!(
+                        text,
+                        "shard{i}:primary={},replicas={},slots={}\r",
+                        shard.primary,
+                        shard.replicas.join("|"),
+                        ranges.join("|")
+                    );
+                }
+            }
+            let _ = writeln!(text, "# Connections\r");
+            for w in ctx.workers() {
+                let mut conns = w.node.all();
+                for n in w.nodes.lock().values() {
+                    conns.extend(n.all());
+                }
+                for c in conns {
+                    let state = match c.state() {
+                        crate::upstream::conn::ConnState::Up => "up",
+                        crate::upstream::conn::ConnState::Connecting => "connecting",
+                        crate::upstream::conn::ConnState::Down => "down",
+                        crate::upstream::conn::ConnState::Closed => "closed",
+                    };
+                    let err = c.last_error().map(|e| e.replace([',', '\r', '\n'], " ")).unwrap_or_default();
+                    let _ = writeln!(
+                        text,
+                        "worker{}:node={},state={},requests={},reconnects={},last_error={}\r",
+                        w.index,
+                        c.addr(),
+                        state,
+                        c.requests(),
+                        c.reconnects(),
+                        err
+                    );
+                }
+            }
+            encode::verbatim(out, st.proto, text.as_bytes());
+        }
+        _ => {
+            let sub = String::from_utf8_lossy(req.arg(1));
+            encode::error(out, &format!("ERR unknown subcommand '{sub}'. Try PROXY NODES."));
+        }
     }
 }
 
