@@ -388,4 +388,231 @@ mod tests {
         );
         assert!(split_args(br#""a"b"#).is_none());
     }
+
+    #[test]
+    fn buffered_bytes_are_bounded() {
+        // Without a line end, a header or an inline request may only grow to
+        // MAX_INLINE; a declared length only to max_bytes.
+        let long = |head: &[u8], fill: u8| {
+            let mut b = head.to_vec();
+            b.resize(head.len() + MAX_INLINE + 2, fill);
+            b
+        };
+        for (buf, err) in [
+            (long(b"*", b'1'), "too big mbulk count string"),
+            (long(b"*1\r\n$", b'1'), "too big bulk count string"),
+            (long(b"GET ", b'a'), "too big inline request"),
+        ] {
+            let mut p = RequestParser::new(4096, 16);
+            let short = &buf[..MAX_INLINE - 8];
+            assert!(matches!(p.parse(short), Ok(Parsed::Incomplete { .. })));
+            let got = p.parse(&buf).unwrap_err().to_string();
+            assert_eq!(got, format!("Protocol error: {err}"));
+        }
+        let mut p = RequestParser::new(4096, 16);
+        assert_eq!(
+            p.parse(b"*1\r\n$4090\r\n").unwrap_err().to_string(),
+            "Protocol error: request exceeds limits.max_request_bytes"
+        );
+        let mut p = RequestParser::new(4096, 16);
+        assert_eq!(
+            p.parse(b"*1\r\n$4080\r\n").unwrap(),
+            Parsed::Incomplete { need: 4080 + 13 }
+        );
+    }
+}
+
+/// Property tests: framing must not depend on how the bytes are split into
+/// reads, must agree with redis-protocol, and must hold its limits on garbage.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::protocol::encode;
+    use bytes::BytesMut;
+    use proptest::prelude::*;
+    use redis_protocol::resp2::decode::decode as rp_decode;
+    use redis_protocol::resp2::types::OwnedFrame;
+
+    type Args = Vec<Vec<u8>>;
+
+    const MAX_BYTES: usize = 4096;
+
+    /// Everything parsing `data` produced, in order, and how it stopped.
+    #[derive(Debug, PartialEq)]
+    struct Outcome {
+        frames: Vec<Args>,
+        /// Bytes left over (an incomplete frame) when no error stopped it.
+        left: usize,
+        error: Option<ProtocolError>,
+    }
+
+    /// Feed `data` to a fresh parser the way a session reads a socket: bytes
+    /// arrive up to each of `cuts` (then the rest) into a growing buffer that
+    /// loses each frame from its front once handled. Checks the `Incomplete`
+    /// contract on the way: `need` asks for more than is buffered, and past
+    /// `max_bytes` only for the next few header bytes (a declared length never
+    /// makes the caller reserve more than `max_bytes`).
+    fn feed(p: &mut RequestParser, max_bytes: usize, data: &[u8], cuts: &[usize]) -> Outcome {
+        let mut out = Outcome {
+            frames: Vec::new(),
+            left: 0,
+            error: None,
+        };
+        let mut buf = Vec::new();
+        let mut received = 0;
+        for end in cuts.iter().copied().chain([data.len()]) {
+            let end = end.clamp(received, data.len());
+            buf.extend_from_slice(&data[received..end]);
+            received = end;
+            loop {
+                match p.parse(&buf) {
+                    Ok(Parsed::Frame { len }) => {
+                        assert!(len > 0 && len <= buf.len());
+                        let args = (0..p.argc()).map(|i| p.arg(&buf, i).to_vec()).collect();
+                        out.frames.push(args);
+                        buf.drain(..len);
+                    }
+                    Ok(Parsed::Inline { len, args }) => {
+                        assert!(len > 0 && len <= buf.len());
+                        out.frames.push(args);
+                        buf.drain(..len);
+                    }
+                    Ok(Parsed::Empty { len }) => {
+                        assert!(len > 0 && len <= buf.len());
+                        buf.drain(..len);
+                    }
+                    Ok(Parsed::Incomplete { need }) => {
+                        assert!(need > buf.len(), "need {need} with {} buffered", buf.len());
+                        assert!(
+                            need <= (buf.len() + 4).max(max_bytes),
+                            "need {need} with {} buffered, max_bytes {max_bytes}",
+                            buf.len()
+                        );
+                        break;
+                    }
+                    Err(e) => {
+                        out.error = Some(e);
+                        return out;
+                    }
+                }
+            }
+        }
+        out.left = buf.len();
+        out
+    }
+
+    /// Argument bytes with CR and LF far more often than chance would give.
+    fn arg() -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![
+            4 => any::<u8>(),
+            1 => Just(b'\r'),
+            1 => Just(b'\n'),
+            1 => Just(b'$'),
+        ];
+        prop::collection::vec(byte, 0..300)
+    }
+
+    fn command() -> impl Strategy<Value = Args> {
+        prop::collection::vec(arg(), 1..8)
+    }
+
+    fn pipeline() -> impl Strategy<Value = (Vec<Args>, Vec<u8>)> {
+        prop::collection::vec(command(), 1..5).prop_map(|cmds| {
+            let mut buf = BytesMut::new();
+            for c in &cmds {
+                encode::command(&mut buf, c);
+            }
+            (cmds, buf.to_vec())
+        })
+    }
+
+    /// Bytes that are mostly RESP-ish tokens, so garbage reaches deep states.
+    fn garbage() -> impl Strategy<Value = Vec<u8>> {
+        let token = prop_oneof![
+            Just(b"*2\r\n".to_vec()),
+            Just(b"*1\r\n".to_vec()),
+            Just(b"*-1\r\n".to_vec()),
+            Just(b"$3\r\n".to_vec()),
+            Just(b"$0\r\n".to_vec()),
+            (0u32..9000).prop_map(|n| format!("${n}\r\n").into_bytes()),
+            (0u32..100).prop_map(|n| format!("*{n}\r\n").into_bytes()),
+            Just(b"\r\n".to_vec()),
+            Just(b"\r".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"GET \"a\\x4".to_vec()),
+            Just(b"'b\\' ".to_vec()),
+            prop::collection::vec(any::<u8>(), 0..16),
+        ];
+        prop::collection::vec(token, 0..48).prop_map(|t| t.concat())
+    }
+
+    fn chunks() -> impl Strategy<Value = Vec<usize>> {
+        prop::collection::vec(1usize..64, 0..64).prop_map(|sizes| {
+            sizes
+                .iter()
+                .scan(0, |at, s| {
+                    *at += s;
+                    Some(*at)
+                })
+                .collect()
+        })
+    }
+
+    fn new_parser() -> RequestParser {
+        RequestParser::new(1 << 20, 64)
+    }
+
+    proptest! {
+        #[test]
+        fn pipeline_split_at_every_position((cmds, data) in pipeline()) {
+            let whole = Outcome { frames: cmds, left: 0, error: None };
+            prop_assert_eq!(&feed(&mut new_parser(), 1 << 20, &data, &[]), &whole);
+            for cut in 0..=data.len() {
+                let got = feed(&mut new_parser(), 1 << 20, &data, &[cut]);
+                prop_assert_eq!(&got, &whole, "cut at {}", cut);
+            }
+        }
+
+        #[test]
+        fn pipeline_in_random_reads((cmds, data) in pipeline(), cuts in chunks()) {
+            let got = feed(&mut new_parser(), 1 << 20, &data, &cuts);
+            prop_assert_eq!(got, Outcome { frames: cmds, left: 0, error: None });
+        }
+
+        #[test]
+        fn agrees_with_redis_protocol((cmds, data) in pipeline(), cut in any::<prop::sample::Index>()) {
+            let mut rest = &data[..];
+            let mut p = new_parser();
+            for args in &cmds {
+                let Ok(Parsed::Frame { len }) = p.parse(rest) else {
+                    return Err(TestCaseError::fail("not a frame"));
+                };
+                let (frame, amt) = rp_decode(rest).unwrap().unwrap();
+                prop_assert_eq!(len, amt);
+                let expected =
+                    OwnedFrame::Array(args.iter().cloned().map(OwnedFrame::BulkString).collect());
+                prop_assert_eq!(frame, expected);
+                // Both wait on any strict prefix of the frame.
+                let short = &rest[..cut.index(len)];
+                prop_assert!(rp_decode(short).unwrap().is_none());
+                let ours = new_parser().parse(short);
+                prop_assert!(matches!(ours, Ok(Parsed::Incomplete { .. })), "{:?}", ours);
+                rest = &rest[len..];
+            }
+        }
+
+        #[test]
+        fn garbage_never_panics_and_reads_do_not_matter(data in garbage(), cuts in chunks()) {
+            let whole = feed(&mut RequestParser::new(MAX_BYTES, 64), MAX_BYTES, &data, &[]);
+            let split = feed(&mut RequestParser::new(MAX_BYTES, 64), MAX_BYTES, &data, &cuts);
+            prop_assert_eq!(whole, split);
+        }
+
+        #[test]
+        fn random_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..2000), cuts in chunks()) {
+            let whole = feed(&mut RequestParser::new(MAX_BYTES, 64), MAX_BYTES, &data, &[]);
+            let split = feed(&mut RequestParser::new(MAX_BYTES, 64), MAX_BYTES, &data, &cuts);
+            prop_assert_eq!(whole, split);
+        }
+    }
 }
