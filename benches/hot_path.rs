@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use respite::command::lookup;
 use respite::protocol::{encode, Parsed, ReplyScanner, RequestParser};
-use respite::server::replies::ReplyQueue;
+use respite::server::replies::{ReplyQueue, WHOLE};
 use std::task::Waker;
 
 /// The session's defaults are larger; the limits only need to admit the inputs.
@@ -218,11 +218,12 @@ fn batch(c: &mut Criterion) {
             let mut targets = seqs.drain(..);
             while let Some(len) = scanner.scan(&upstream_rbuf).expect("valid replies") {
                 let frame: Bytes = upstream_rbuf.split_to(len).freeze();
-                queue.deliver(targets.next().expect("one slot per reply"), frame);
+                queue.deliver(targets.next().expect("one slot per reply"), WHOLE, frame);
             }
             drop(targets);
             // Session: write what is ready.
-            let (pending, close) = queue.drain(waker, |b, _after| wbuf.extend_from_slice(&b));
+            let drained = queue.drain(waker, |b, _after| wbuf.extend_from_slice(&b));
+            let (pending, close) = (drained.remaining, drained.close);
             assert!(pending == 0 && !close);
             black_box(&wbuf);
             wbuf.clear();
