@@ -90,16 +90,32 @@ fn proxy(ctx: &Ctx, st: &State, req: &Req, out: &mut BytesMut) {
         "nodes" if req.argc() == 2 => {
             use std::fmt::Write;
             let mut text = String::new();
-            let _ = write!(text, "# Topology\r\nmode:{}\r\n", ctx.config.upstream.mode.as_str());
+            let _ = write!(
+                text,
+                "# Topology\r\nmode:{}\r\n",
+                ctx.config.upstream.mode.as_str()
+            );
             if let Some(t) = &ctx.topology {
                 let map = t.map();
-                let _ = write!(text, "slots_covered:{}\r\nmap_version:{}\r\nrefreshes:{}\r\n", map.covered_slots(), t.version(), t.refreshes());
+                let _ = write!(
+                    text,
+                    "slots_covered:{}\r\nmap_version:{}\r\nrefreshes:{}\r\n",
+                    map.covered_slots(),
+                    t.version(),
+                    t.refreshes()
+                );
                 for (i, shard) in map.shards().iter().enumerate() {
                     let ranges: Vec<String> = map
                         .ranges()
                         .iter()
                         .filter(|r| r.shard == i)
-                        .map(|r| if r.start == r.end { r.start.to_string() } else { format!("{}-{}", r.start, r.end) })
+                        .map(|r| {
+                            if r.start == r.end {
+                                r.start.to_string()
+                            } else {
+                                format!("{}-{}", r.start, r.end)
+                            }
+                        })
                         .collect();
                     let _ = writeln!(
                         text,
@@ -123,7 +139,10 @@ fn proxy(ctx: &Ctx, st: &State, req: &Req, out: &mut BytesMut) {
                         crate::upstream::conn::ConnState::Down => "down",
                         crate::upstream::conn::ConnState::Closed => "closed",
                     };
-                    let err = c.last_error().map(|e| e.replace([',', '\r', '\n'], " ")).unwrap_or_default();
+                    let err = c
+                        .last_error()
+                        .map(|e| e.replace([',', '\r', '\n'], " "))
+                        .unwrap_or_default();
                     let _ = writeln!(
                         text,
                         "worker{}:node={},state={},requests={},reconnects={},last_error={}\r",
@@ -140,7 +159,10 @@ fn proxy(ctx: &Ctx, st: &State, req: &Req, out: &mut BytesMut) {
         }
         _ => {
             let sub = String::from_utf8_lossy(req.arg(1));
-            encode::error(out, &format!("ERR unknown subcommand '{sub}'. Try PROXY NODES."));
+            encode::error(
+                out,
+                &format!("ERR unknown subcommand '{sub}'. Try PROXY NODES."),
+            );
         }
     }
 }
@@ -207,12 +229,13 @@ fn select(ctx: &Ctx, st: &mut State, req: &Req, out: &mut BytesMut) {
     if req.argc() != 2 {
         return arity(out, "select");
     }
-    if ctx.config.upstream.mode == crate::config::Mode::Cluster {
-        return encode::error(out, "ERR SELECT is not allowed in cluster mode");
-    }
     let Some(db) = parse_int(req.arg(1)).filter(|&v| i32::try_from(v).is_ok()) else {
         return encode::error(out, "ERR value is not an integer or out of range");
     };
+    // As Redis Cluster: the number is checked first, and only database 0 exists.
+    if ctx.config.upstream.mode == crate::config::Mode::Cluster && db != 0 {
+        return encode::error(out, "ERR SELECT is not allowed in cluster mode");
+    }
     if db < 0 || db >= ctx.config.upstream.databases as i64 {
         return encode::error(out, "ERR DB index is out of range");
     }

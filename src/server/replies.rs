@@ -17,8 +17,9 @@ use std::task::Waker;
 pub const WHOLE: u32 = u32::MAX;
 /// Sequence number whose reply is dropped (the `ASKING` before a retried request).
 pub const DISCARD: u64 = u64::MAX;
-/// Redirects followed for one request before its error is given to the client.
-const MAX_REDIRECTS: u8 = 5;
+/// Redirects followed for one request before its error is given to the client
+/// (with the backoff of `CLUSTERDOWN`/`TRYAGAIN` retries, about 1.5 s in all).
+const MAX_REDIRECTS: u8 = 6;
 
 /// What the session does once a slot's reply has been written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +87,8 @@ pub struct ReplyQueue {
 pub struct Redirected {
     pub seq: u64,
     pub part: u32,
+    /// How many times this request was redirected before (for backoff).
+    pub attempt: u8,
     pub request: Bytes,
     pub reply: Bytes,
 }
@@ -200,7 +203,10 @@ fn fill_slot(slot: &mut Slot, part: u32, reply: Bytes) -> bool {
 }
 
 fn is_redirect(reply: &[u8]) -> bool {
-    reply.starts_with(b"-MOVED ") || reply.starts_with(b"-ASK ") || reply.starts_with(b"-TRYAGAIN")
+    reply.starts_with(b"-MOVED ")
+        || reply.starts_with(b"-ASK ")
+        || reply.starts_with(b"-TRYAGAIN")
+        || reply.starts_with(b"-CLUSTERDOWN")
 }
 
 impl ReplyQueue {
@@ -332,10 +338,12 @@ fn take_redirect(slot: &mut Slot, seq: u64) -> Option<Redirected> {
             let reply = reply.clone();
             let request = slot.retry.clone()?;
             slot.state = State::Pending;
+            let attempt = slot.redirects;
             slot.redirects += 1;
             Some(Redirected {
                 seq,
                 part: WHOLE,
+                attempt,
                 request,
                 reply,
             })
@@ -348,10 +356,12 @@ fn take_redirect(slot: &mut Slot, seq: u64) -> Option<Redirected> {
             let (reply, request) = &mut p.parts[i];
             let reply = reply.take()?;
             p.remaining += 1;
+            let attempt = slot.redirects;
             slot.redirects += 1;
             Some(Redirected {
                 seq,
                 part: i as u32,
+                attempt,
                 request: request.clone(),
                 reply,
             })

@@ -246,7 +246,11 @@ impl Session {
             .map(|(h, _)| h.to_string())
             .unwrap_or_default();
         let line = r.reply.strip_prefix(b"-").unwrap_or(&r.reply);
-        if line.starts_with(b"TRYAGAIN") {
+        if line.starts_with(b"TRYAGAIN") || line.starts_with(b"CLUSTERDOWN") {
+            if line.starts_with(b"CLUSTERDOWN") {
+                // A failover is under way: the map is about to change.
+                topo.request_refresh();
+            }
             // Keys of the slot are being migrated: ask the slot's owner again.
             let args = super::split_request(&r.request)?;
             let keys = topo.keys().keys_of(&args).ok()?;

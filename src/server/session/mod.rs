@@ -658,22 +658,26 @@ impl Session {
         Flow::Next
     }
 
-    /// Send a redirected request again (cluster `MOVED`/`ASK`/`TRYAGAIN`).
+    /// Send a redirected request again (cluster `MOVED`/`ASK`/`TRYAGAIN`/`CLUSTERDOWN`).
     fn redirect(&mut self, r: super::replies::Redirected) {
         let queue = self.queue.clone();
         let mut alloc = queue.alloc();
         match self.cluster_redirect(&r) {
-            Some((conn, _)) if r.reply.starts_with(b"-TRYAGAIN") => {
-                // The slot's keys are being migrated right now: asking again
-                // at once would fail again, so wait a little, off this task.
+            Some((conn, _))
+                if r.reply.starts_with(b"-TRYAGAIN") || r.reply.starts_with(b"-CLUSTERDOWN") =>
+            {
+                // Keys of the slot in migration (TRYAGAIN), or the cluster
+                // failing over (CLUSTERDOWN): asking again at once would fail
+                // again, so wait, doubling each time, off this task.
                 drop(alloc);
                 let target = Target {
                     queue: self.queue.clone(),
                     seq: r.seq,
                     part: r.part,
                 };
+                let delay = std::time::Duration::from_millis(25u64 << r.attempt.min(5));
                 tokio::spawn(async move {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    tokio::time::sleep(delay).await;
                     let mut buf = BytesMut::from(&r.request[..]);
                     let mut targets = vec![target];
                     if let Err(msg) = conn.submit(&mut buf, &mut targets) {
