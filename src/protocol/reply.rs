@@ -4,7 +4,7 @@
 //! Resumable like the request parser: a reply of a million elements arriving
 //! over many reads is scanned once.
 
-use super::request::parse_int;
+use super::request::{find_crlf, parse_int};
 use super::ProtocolError;
 
 /// Nesting deeper than this is refused (Redis never sends it; a broken or
@@ -94,20 +94,6 @@ impl ReplyScanner {
             }
         }
     }
-}
-
-#[inline]
-fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while i + 1 < buf.len() {
-        let off = buf[i..buf.len() - 1].iter().position(|&b| b == b'\r')?;
-        let at = i + off;
-        if buf[at + 1] == b'\n' {
-            return Some(at);
-        }
-        i = at + 1;
-    }
-    None
 }
 
 #[cfg(test)]

@@ -151,8 +151,9 @@ impl RequestParser {
     }
 }
 
+/// Position of the first CRLF at or after `from`.
 #[inline]
-fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
+pub(super) fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
     while i + 1 < buf.len() {
         match memchr(b'\r', &buf[i..buf.len() - 1]) {

@@ -337,40 +337,25 @@ impl Session {
                         raw: &rbuf[..len],
                         spans: parser.spans(),
                     };
-                    n_cmds += 1;
                     let flow = self.handle(&req, &mut alloc);
-                    if flow == Flow::Barrier {
-                        n_cmds -= 1;
-                        self.stalled = true;
-                        break;
-                    }
-                    rbuf.advance(len);
-                    if flow == Flow::Stop {
-                        self.stop = true;
+                    if self.after_request(flow, &mut rbuf, len, &mut n_cmds) {
                         break;
                     }
                 }
                 Ok(Parsed::Inline { len, args }) => {
+                    // Re-encoded as RESP: forwarded bytes are always RESP.
                     let mut raw = BytesMut::new();
                     encode::command(&mut raw, &args);
                     let mut p = RequestParser::new(usize::MAX, usize::MAX);
-                    if !matches!(p.parse(&raw), Ok(Parsed::Frame { .. })) {
+                    let Ok(Parsed::Frame { .. }) = p.parse(&raw) else {
                         break;
-                    }
+                    };
                     let req = Req {
                         raw: &raw,
                         spans: p.spans(),
                     };
-                    n_cmds += 1;
                     let flow = self.handle(&req, &mut alloc);
-                    if flow == Flow::Barrier {
-                        n_cmds -= 1;
-                        self.stalled = true;
-                        break;
-                    }
-                    rbuf.advance(len);
-                    if flow == Flow::Stop {
-                        self.stop = true;
+                    if self.after_request(flow, &mut rbuf, len, &mut n_cmds) {
                         break;
                     }
                 }
@@ -397,6 +382,34 @@ impl Session {
         self.rbuf = rbuf;
         self.parser = parser;
         Metrics::add(&self.ctx.metrics.commands, n_cmds);
+    }
+
+    /// Consume a handled request's bytes unless it waits behind a barrier;
+    /// true when processing of the read buffer must stop.
+    fn after_request(
+        &mut self,
+        flow: Flow,
+        rbuf: &mut BytesMut,
+        len: usize,
+        n_cmds: &mut u64,
+    ) -> bool {
+        match flow {
+            Flow::Barrier => {
+                self.stalled = true;
+                true
+            }
+            Flow::Stop => {
+                *n_cmds += 1;
+                rbuf.advance(len);
+                self.stop = true;
+                true
+            }
+            Flow::Next => {
+                *n_cmds += 1;
+                rbuf.advance(len);
+                false
+            }
+        }
     }
 
     /// Route one request.
