@@ -61,7 +61,7 @@ impl AdminState for ProxyAdmin {
         // Per upstream node, summed over the workers' shared connections.
         let mut nodes: Vec<(String, bool, u64, u64)> = Vec::new();
         for worker in ctx.workers() {
-            for c in worker.node.all() {
+            for c in worker.all_conns() {
                 let addr = c.addr().to_string();
                 let up = c.state() == ConnState::Up;
                 match nodes.iter_mut().find(|n| n.0 == addr) {

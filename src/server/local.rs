@@ -128,11 +128,7 @@ fn proxy(ctx: &Ctx, st: &State, req: &Req, out: &mut BytesMut) {
             }
             let _ = writeln!(text, "# Connections\r");
             for w in ctx.workers() {
-                let mut conns = w.node.all();
-                for n in w.nodes.lock().values() {
-                    conns.extend(n.all());
-                }
-                for c in conns {
+                for c in w.all_conns() {
                     let state = match c.state() {
                         crate::upstream::conn::ConnState::Up => "up",
                         crate::upstream::conn::ConnState::Connecting => "connecting",

@@ -103,6 +103,16 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Every shared upstream connection of this worker (standalone and cluster
+    /// nodes), for `/metrics` and `PROXY NODES`.
+    pub fn all_conns(&self) -> Vec<crate::upstream::conn::Conn> {
+        let mut conns = self.node.all();
+        for n in self.nodes.lock().values() {
+            conns.extend(n.all());
+        }
+        conns
+    }
+
     /// The worker's connections to a cluster node, created on first use.
     pub fn node_at(&self, config: &Arc<Config>, addr: &str) -> Arc<NodeConns> {
         let mut nodes = self.nodes.lock();
