@@ -47,10 +47,37 @@ struct Parts {
     merge: Merge,
 }
 
+/// Work on a reply in the session task, after any merge and before it is
+/// written: restoring compressed values, counting hits and misses. Only
+/// requests that need it carry one, so the plain data path pays nothing.
+pub struct Post(Box<dyn FnOnce(Bytes) -> Bytes + Send>);
+
+impl Post {
+    pub fn new(f: impl FnOnce(Bytes) -> Bytes + Send + 'static) -> Post {
+        Post(Box::new(f))
+    }
+
+    /// `self`, then `next` on its result.
+    pub fn then(self, next: Post) -> Post {
+        Post::new(move |b| (next.0)((self.0)(b)))
+    }
+
+    pub fn apply(self, reply: Bytes) -> Bytes {
+        (self.0)(reply)
+    }
+}
+
+impl std::fmt::Debug for Post {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Post")
+    }
+}
+
 #[derive(Debug)]
 struct Slot {
     state: State,
     after: After,
+    post: Option<Post>,
     /// The request's bytes when a redirect may have to resend it.
     retry: Option<Bytes>,
     redirects: u8,
@@ -115,6 +142,7 @@ impl Alloc<'_> {
         self.inner.slots.push_back(Slot {
             state,
             after,
+            post: None,
             retry,
             redirects: 0,
         });
@@ -158,6 +186,26 @@ impl Alloc<'_> {
     #[inline]
     pub fn ready(&mut self, reply: Bytes, after: After) {
         self.push(State::Ready(reply), after, None);
+    }
+
+    /// Run `post` on slot `seq`'s reply before it is written (after any post
+    /// already set). Does nothing for a slot already drained.
+    pub fn add_post(&mut self, seq: u64, post: Post) {
+        let head = self.inner.head;
+        if let Some(slot) = seq
+            .checked_sub(head)
+            .and_then(|i| self.inner.slots.get_mut(i as usize))
+        {
+            slot.post = Some(match slot.post.take() {
+                Some(p) => p.then(post),
+                None => post,
+            });
+        }
+    }
+
+    /// Sequence number of the slot allocated last.
+    pub fn last_seq(&self) -> Option<u64> {
+        (self.inner.head + self.inner.slots.len() as u64).checked_sub(1)
     }
 
     /// Fill a pending slot (or part) allocated in this same batch (a submit that failed).
@@ -253,6 +301,7 @@ impl ReplyQueue {
             g.slots.push_back(Slot {
                 state: State::Ready(frame),
                 after: After::Nothing,
+                post: None,
                 retry: None,
                 redirects: 0,
             });
@@ -293,8 +342,13 @@ impl ReplyQueue {
                 ),
                 State::Pending => break,
             };
+            let post = front.post.take();
             g.slots.pop_front();
             g.head += 1;
+            let reply = match post {
+                Some(p) => p.apply(reply),
+                None => reply,
+            };
             f(reply, after);
             if after == After::Close {
                 close = true;

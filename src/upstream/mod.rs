@@ -1,6 +1,7 @@
 //! Upstream Redis nodes: shared multiplexed connections per worker, and the
 //! pool of pinned connections for sessions in a stateful mode.
 
+pub mod call;
 pub mod conn;
 pub mod oneshot;
 

@@ -57,6 +57,9 @@ enum Flow {
     Barrier,
     /// Stop reading: the connection closes once the queued replies are written.
     Stop,
+    /// The request was taken; later ones wait until every reply is in (a
+    /// multi-step command answered by a task must finish before they run).
+    WaitAfter,
 }
 
 /// Requests for one connection gathered from one read.
@@ -395,6 +398,12 @@ impl Session {
     ) -> bool {
         match flow {
             Flow::Barrier => {
+                self.stalled = true;
+                true
+            }
+            Flow::WaitAfter => {
+                *n_cmds += 1;
+                rbuf.advance(len);
                 self.stalled = true;
                 true
             }
@@ -825,6 +834,30 @@ impl Session {
                 Flow::Next
             }
         }
+    }
+
+    /// Answer a request from a task: multi-step commands made of several
+    /// upstream calls. It starts once every earlier reply is in, and later
+    /// requests wait until it has answered, so it is ordered like any command.
+    /// `build` runs only when the task starts (after a barrier it runs again
+    /// for the same request).
+    #[allow(dead_code)] // used by the tag and compression commands
+    fn run_op<F>(&mut self, alloc: &mut Alloc, build: impl FnOnce(&mut Self) -> F) -> Flow
+    where
+        F: Future<Output = Bytes> + Send + 'static,
+    {
+        if !alloc.is_empty() {
+            self.flush(alloc);
+            return Flow::Barrier;
+        }
+        let op = build(self);
+        let seq = alloc.pending();
+        let queue = self.queue.clone();
+        tokio::spawn(async move {
+            let reply = op.await;
+            queue.deliver(seq, WHOLE, reply);
+        });
+        Flow::WaitAfter
     }
 
     fn reply_error(&mut self, alloc: &mut Alloc, msg: &str) -> Flow {
