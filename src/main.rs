@@ -67,6 +67,10 @@ fn main() -> ExitCode {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         if let Some(topology) = &ctx.topology {
             tokio::spawn(topology.clone().run());
+            tokio::spawn(respite::server::drop_departed_nodes(
+                ctx.clone(),
+                topology.clone(),
+            ));
         }
         if let Some(addr) = ctx.config.admin {
             match tokio::net::TcpListener::bind(addr).await {

@@ -752,6 +752,39 @@ fn scan_dbsize_keys_over_10000_keys() {
     );
     assert!(per_primary.iter().all(|(_, k)| *k > 0), "{per_primary:?}");
 
+    // INFO's keyspace section is the cluster's, summed over the primaries;
+    // with RESP3 too (a verbatim string).
+    let info = String::from_utf8_lossy(&c.cmd_str(&["INFO", "keyspace"])).to_string();
+    assert!(
+        info.contains(&format!("db0:keys={n},expires=0,")),
+        "INFO keyspace through respite: {info:?}"
+    );
+    let info = String::from_utf8_lossy(&c.cmd_str(&["INFO"])).to_string();
+    assert!(
+        info.contains("# Server") && info.contains(&format!("db0:keys={n},")),
+        "INFO through respite lacks the summed keyspace: {info:?}"
+    );
+    let mut c3 = proxy.conn();
+    hello3(&mut c3);
+    let info = String::from_utf8_lossy(&c3.cmd_str(&["INFO", "keyspace"])).to_string();
+    assert!(
+        info.starts_with('=') && info.contains(&format!("db0:keys={n},")),
+        "RESP3 INFO keyspace through respite: {info:?}"
+    );
+    // CLUSTER INFO: one node holding every slot; CLUSTER KEYSLOT as Redis.
+    let ci = String::from_utf8_lossy(&c.cmd_str(&["CLUSTER", "INFO"])).to_string();
+    assert!(
+        ci.contains("cluster_state:ok\r\n")
+            && ci.contains("cluster_slots_assigned:16384\r\n")
+            && ci.contains("cluster_known_nodes:1\r\n"),
+        "CLUSTER INFO through respite: {ci:?}"
+    );
+    let direct =
+        cluster
+            .conn(cluster.primary_ports()[0])
+            .cmd_str(&["CLUSTER", "KEYSLOT", "user:{42}:x"]);
+    assert_eq!(c.cmd_str(&["CLUSTER", "KEYSLOT", "user:{42}:x"]), direct);
+
     // A full SCAN returns every key exactly once.
     let check = |label: &str, got: Vec<Vec<u8>>, want: &BTreeSet<Vec<u8>>| {
         let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();

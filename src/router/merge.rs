@@ -23,6 +23,9 @@ pub enum Merge {
     /// (`node_cursor << SCAN_NODE_BITS | node`); a finished node moves on to
     /// the next one, the last one ends the iteration with 0.
     Scan { node: u32, nodes: u32 },
+    /// `INFO` from every primary: the first node's text with its `# Keyspace`
+    /// section replaced by the sum over all nodes.
+    InfoKeyspace,
 }
 
 /// Low bits of a proxy `SCAN` cursor that name the node.
@@ -87,6 +90,29 @@ pub fn merge(how: Merge, parts: Vec<Bytes>) -> Bytes {
             encode::bulk(&mut out, next.to_string().as_bytes());
             out.extend_from_slice(e[1]);
         }
+        Merge::InfoKeyspace => {
+            let mut texts = Vec::with_capacity(parts.len());
+            for p in &parts {
+                match info_text(p) {
+                    Some(t) => texts.push(t),
+                    None => return bad_part(p),
+                }
+            }
+            let (verbatim, base) = texts[0];
+            let merged = sum_keyspace(base, texts.iter().map(|t| t.1));
+            match verbatim {
+                Some(fmt) => {
+                    let mut body = Vec::with_capacity(merged.len() + 4);
+                    body.extend_from_slice(fmt);
+                    body.push(b':');
+                    body.extend_from_slice(merged.as_bytes());
+                    out.extend_from_slice(format!("={}\r\n", body.len()).as_bytes());
+                    out.extend_from_slice(&body);
+                    out.extend_from_slice(b"\r\n");
+                }
+                None => encode::bulk(&mut out, merged.as_bytes()),
+            }
+        }
         Merge::Scatter { positions, total } => {
             let mut slots: Vec<Option<&[u8]>> = vec![None; total as usize];
             for (p, pos) in parts.iter().zip(&positions) {
@@ -112,6 +138,125 @@ pub fn merge(how: Merge, parts: Vec<Bytes>) -> Bytes {
         }
     }
     out.freeze()
+}
+
+/// The text of an INFO reply: a bulk string, or a RESP3 verbatim string
+/// (with its 3-byte format).
+fn info_text(p: &[u8]) -> Option<(Option<&[u8]>, &str)> {
+    match p.first() {
+        Some(b'$') => Some((None, std::str::from_utf8(bulk_of(p)?).ok()?)),
+        Some(b'=') => {
+            let eol = p.windows(2).position(|w| w == b"\r\n")?;
+            let body = p.get(eol + 2..p.len().checked_sub(2)?)?;
+            let (fmt, text) = (body.get(..3)?, body.get(4..)?);
+            Some((Some(fmt), std::str::from_utf8(text).ok()?))
+        }
+        _ => None,
+    }
+}
+
+/// `base` with the lines of its `# Keyspace` section replaced by the sums of
+/// every text's `dbN:keys=..,expires=..,avg_ttl=..` lines. Counts add up;
+/// `avg_ttl` is averaged weighted by each node's `expires`.
+fn sum_keyspace<'a>(base: &str, texts: impl Iterator<Item = &'a str>) -> String {
+    // db -> fields in first-seen order, (sum, weighted avg_ttl numerator).
+    let mut dbs: Vec<(u32, Vec<(String, i64)>, i128)> = Vec::new();
+    for text in texts {
+        for line in keyspace_lines(text) {
+            let Some((db, fields)) = line.split_once(':') else {
+                continue;
+            };
+            let Some(n) = db.strip_prefix("db").and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let at = match dbs.iter().position(|d| d.0 == n) {
+                Some(i) => i,
+                None => {
+                    dbs.push((n, Vec::new(), 0));
+                    dbs.len() - 1
+                }
+            };
+            let entry = &mut dbs[at];
+            let pairs: Vec<(&str, i64)> = fields
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .filter_map(|(k, v)| Some((k, v.parse::<i64>().ok()?)))
+                .collect();
+            let expires = pairs.iter().find(|p| p.0 == "expires").map_or(0, |p| p.1);
+            for (k, v) in pairs {
+                if k == "avg_ttl" {
+                    entry.2 += v as i128 * expires as i128;
+                }
+                match entry.1.iter_mut().find(|f| f.0 == k) {
+                    Some(f) => f.1 += v,
+                    None => entry.1.push((k.to_string(), v)),
+                }
+            }
+        }
+    }
+    dbs.sort_by_key(|d| d.0);
+    let mut section = String::new();
+    for (n, fields, ttl_weighted) in &dbs {
+        let expires = fields.iter().find(|f| f.0 == "expires").map_or(0, |f| f.1);
+        let shown: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| {
+                let v = if k == "avg_ttl" {
+                    if expires > 0 {
+                        (*ttl_weighted / expires as i128) as i64
+                    } else {
+                        0
+                    }
+                } else {
+                    *v
+                };
+                format!("{k}={v}")
+            })
+            .collect();
+        section.push_str(&format!("db{n}:{}\r\n", shown.join(",")));
+    }
+    // Rebuild: everything of `base`, the keyspace lines swapped.
+    let mut out = String::with_capacity(base.len() + section.len());
+    let mut in_keyspace = false;
+    let mut placed = false;
+    for line in base.split_inclusive("\r\n") {
+        let bare = line.trim_end_matches("\r\n");
+        if bare.starts_with('#') {
+            in_keyspace = bare
+                .trim_start_matches('#')
+                .trim()
+                .eq_ignore_ascii_case("keyspace");
+            out.push_str(line);
+            if in_keyspace {
+                out.push_str(&section);
+                placed = true;
+            }
+            continue;
+        }
+        if in_keyspace && bare.starts_with("db") {
+            continue;
+        }
+        out.push_str(line);
+    }
+    if !placed && !section.is_empty() {
+        out.push_str("# Keyspace\r\n");
+        out.push_str(&section);
+    }
+    out
+}
+
+fn keyspace_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut in_keyspace = false;
+    text.split("\r\n").filter(move |line| {
+        if line.starts_with('#') {
+            in_keyspace = line
+                .trim_start_matches('#')
+                .trim()
+                .eq_ignore_ascii_case("keyspace");
+            return false;
+        }
+        in_keyspace && line.starts_with("db")
+    })
 }
 
 fn bad_part(p: &[u8]) -> Bytes {
@@ -162,6 +307,25 @@ mod tests {
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn info_keyspace_sums() {
+        let a = "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=100\r\n";
+        let b2 = "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=2,expires=3,avg_ttl=300\r\ndb1:keys=1,expires=0,avg_ttl=0\r\n";
+        let c = "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\n";
+        let bulk = |s: &str| b(&format!("${}\r\n{}\r\n", s.len(), s));
+        let want = "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=5,expires=4,avg_ttl=250\r\ndb1:keys=1,expires=0,avg_ttl=0\r\n";
+        assert_eq!(
+            merge(Merge::InfoKeyspace, vec![bulk(a), bulk(b2), bulk(c)]),
+            bulk(want)
+        );
+        // RESP3 verbatim strings keep their format.
+        let verb = |s: &str| b(&format!("={}\r\ntxt:{}\r\n", s.len() + 4, s));
+        assert_eq!(
+            merge(Merge::InfoKeyspace, vec![verb(c), verb(a)]),
+            verb("# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=100\r\n")
+        );
     }
 
     #[test]

@@ -113,6 +113,26 @@ impl Worker {
         conns
     }
 
+    /// Close and forget the connections to cluster nodes not in `keep`
+    /// (nodes that left the cluster); returns how many were dropped.
+    pub fn drop_nodes_except(&self, keep: &[String]) -> usize {
+        let gone: Vec<Arc<NodeConns>> = {
+            let mut nodes = self.nodes.lock();
+            let addrs: Vec<Arc<str>> = nodes
+                .keys()
+                .filter(|a| !keep.iter().any(|k| k.as_str() == &***a))
+                .cloned()
+                .collect();
+            addrs.iter().filter_map(|a| nodes.remove(a)).collect()
+        };
+        for n in &gone {
+            for c in n.all() {
+                c.close();
+            }
+        }
+        gone.len()
+    }
+
     /// The worker's connections to a cluster node, created on first use.
     pub fn node_at(&self, config: &Arc<Config>, addr: &str) -> Arc<NodeConns> {
         let mut nodes = self.nodes.lock();
@@ -318,4 +338,33 @@ fn accept(
         ctx.client_count.fetch_sub(1, Ordering::AcqRel);
         local_tasks.fetch_sub(1, Ordering::AcqRel);
     });
+}
+
+/// Cluster mode: whenever the slot map changes, close every worker's
+/// connections to nodes that are no longer part of the cluster.
+pub async fn drop_departed_nodes(ctx: Arc<Ctx>, topology: Arc<crate::cluster::topology::Topology>) {
+    let mut seen = topology.version();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let v = topology.version();
+        if v == seen {
+            continue;
+        }
+        seen = v;
+        let map = topology.map();
+        if map.covered_slots() == 0 {
+            continue;
+        }
+        let keep = map.all_nodes();
+        for w in ctx.workers() {
+            let n = w.drop_nodes_except(&keep);
+            if n > 0 {
+                tracing::info!(
+                    worker = w.index,
+                    nodes = n,
+                    "closed connections to departed cluster nodes"
+                );
+            }
+        }
+    }
 }

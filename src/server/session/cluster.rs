@@ -133,6 +133,29 @@ impl Session {
             // Counts and key listings cover every primary's share of the keyspace.
             ("dbsize", _) => self.all_primaries(req.raw, &primaries, Merge::SumInt, alloc),
             ("keys", _) => self.all_primaries(req.raw, &primaries, Merge::Concat, alloc),
+            // The keyspace section counts every primary's keys.
+            ("info", _) if info_has_keyspace(&args[1..]) => {
+                self.all_primaries(req.raw, &primaries, Merge::InfoKeyspace, alloc)
+            }
+            // One address, one node: the cluster as a whole, seen as one node.
+            ("cluster", Some("info")) if args.len() == 2 => {
+                let text = cluster_info(map);
+                let mut b = BytesMut::new();
+                if self.st.proto == crate::protocol::Proto::Resp3 {
+                    let body = format!("txt:{text}");
+                    b.extend_from_slice(format!("={}\r\n{body}\r\n", body.len()).as_bytes());
+                } else {
+                    encode::bulk(&mut b, text.as_bytes());
+                }
+                alloc.ready(b.freeze(), After::Nothing);
+                Flow::Next
+            }
+            ("cluster", Some("keyslot")) if args.len() == 3 => {
+                let mut b = BytesMut::new();
+                encode::int(&mut b, key_slot(args[2]) as i64);
+                alloc.ready(b.freeze(), After::Nothing);
+                Flow::Next
+            }
             // Writes to the whole keyspace, or scripts every node must know.
             ("flushall" | "flushdb", _)
             | ("script", Some("load" | "flush"))
@@ -220,9 +243,12 @@ impl Session {
 
     /// This session's shared connection to a cluster node.
     pub(super) fn cluster_conn(&mut self, addr: &str) -> Conn {
-        if self.cluster_proto != self.st.proto {
+        let version = self.cluster.as_ref().map_or(0, |t| t.version());
+        if self.cluster_proto != self.st.proto || self.cluster_version != version {
+            // A changed map may have dropped nodes whose connections closed.
             self.cluster_conns.clear();
             self.cluster_proto = self.st.proto;
+            self.cluster_version = version;
         }
         if let Some(c) = self.cluster_conns.get(addr) {
             return c.clone();
@@ -356,6 +382,27 @@ impl Session {
             .map(Arc::from)
             .unwrap_or_else(|| self.worker.node.addr().clone())
     }
+}
+
+/// Whether `INFO [section ...]` includes the keyspace section.
+fn info_has_keyspace(sections: &[&[u8]]) -> bool {
+    sections.is_empty()
+        || sections.iter().any(|s| {
+            ["keyspace", "all", "everything", "default"]
+                .iter()
+                .any(|k| s.eq_ignore_ascii_case(k.as_bytes()))
+        })
+}
+
+/// `CLUSTER INFO` for the proxy as a single node owning every served slot.
+fn cluster_info(map: &SlotMap) -> String {
+    let covered = map.covered_slots();
+    let state = if map.is_complete() { "ok" } else { "fail" };
+    format!(
+        "cluster_state:{state}\r\ncluster_slots_assigned:{covered}\r\ncluster_slots_ok:{covered}\r\n\
+         cluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:1\r\ncluster_size:1\r\n\
+         cluster_current_epoch:0\r\ncluster_my_epoch:0\r\n"
+    )
 }
 
 fn error_bytes(msg: &str) -> Bytes {

@@ -124,6 +124,8 @@ pub struct Session {
     cluster: Option<Arc<crate::cluster::topology::Topology>>,
     cluster_conns: std::collections::HashMap<Arc<str>, Conn>,
     cluster_proto: Proto,
+    /// Topology version `cluster_conns` was filled under.
+    cluster_version: u64,
     /// Cluster mode: MULTI was answered but no command has chosen the node yet.
     multi_deferred: bool,
     stop: bool,
@@ -166,6 +168,7 @@ impl Session {
             cluster: topology,
             cluster_conns: std::collections::HashMap::new(),
             cluster_proto: Proto::Resp2,
+            cluster_version: 0,
             multi_deferred: false,
             stop: false,
             stalled: false,
