@@ -159,8 +159,10 @@ fn info_text(p: &[u8]) -> Option<(Option<&[u8]>, &str)> {
 /// every text's `dbN:keys=..,expires=..,avg_ttl=..` lines. Counts add up;
 /// `avg_ttl` is averaged weighted by each node's `expires`.
 fn sum_keyspace<'a>(base: &str, texts: impl Iterator<Item = &'a str>) -> String {
-    // db -> fields in first-seen order, (sum, weighted avg_ttl numerator).
-    let mut dbs: Vec<(u32, Vec<(String, i64)>, i128)> = Vec::new();
+    // Per database: its fields summed in first-seen order, and the
+    // numerator of the weighted avg_ttl.
+    type Db = (u32, Vec<(String, i64)>, i128);
+    let mut dbs: Vec<Db> = Vec::new();
     for text in texts {
         for line in keyspace_lines(text) {
             let Some((db, fields)) = line.split_once(':') else {
