@@ -785,6 +785,75 @@ fn scan_dbsize_keys_over_10000_keys() {
             .cmd_str(&["CLUSTER", "KEYSLOT", "user:{42}:x"]);
     assert_eq!(c.cmd_str(&["CLUSTER", "KEYSLOT", "user:{42}:x"]), direct);
 
+    // read_from = "replica_preferred": single-key reads go to the replicas
+    // (READONLY connections) and return the same values; writes still work.
+    for &p in &cluster.primary_ports() {
+        let r = cluster.conn(p).cmd_str(&["WAIT", "1", "5000"]);
+        assert_eq!(r, b":1\r\n", "WAIT on primary {p}");
+    }
+    let replicas: Vec<u16> = cluster
+        .ports()
+        .into_iter()
+        .filter(|p| !cluster.primary_ports().contains(p))
+        .collect();
+    let gets_on = |ports: &[u16]| -> i64 {
+        ports
+            .iter()
+            .map(|&p| {
+                let info =
+                    String::from_utf8_lossy(&cluster.conn(p).cmd_str(&["INFO", "commandstats"]))
+                        .to_string();
+                info.split("cmdstat_get:calls=")
+                    .nth(1)
+                    .and_then(|r| r.split(',').next())
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let before = gets_on(&replicas);
+    let file = std::env::temp_dir().join(format!("respite-replica-{}.toml", std::process::id()));
+    std::fs::write(&file, "[upstream]\nread_from = \"replica_preferred\"\n").unwrap();
+    let mut args = Proxy::default_args(&cluster.seed_addr());
+    args.extend([
+        "--mode".to_string(),
+        "cluster".to_string(),
+        "--config".to_string(),
+        file.display().to_string(),
+    ]);
+    let mut rproxy = Proxy::start_args(args);
+    let mut rc = rproxy.conn();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !rc.cmd_str(&["DBSIZE"]).starts_with(b":") {
+        assert!(
+            Instant::now() < deadline,
+            "replica-reading proxy never ready\n{}",
+            rproxy.log()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    for k in keys.iter().take(300) {
+        let want = format!("${}\r\n{}\r\n", k.len(), String::from_utf8_lossy(k));
+        assert_eq!(
+            rc.cmd(&[b"GET", k]),
+            want.as_bytes(),
+            "GET {} from a replica",
+            escape(k)
+        );
+    }
+    let served = gets_on(&replicas) - before;
+    assert!(served >= 300, "replicas served {served} of 300 GETs");
+    assert_eq!(rc.cmd_str(&["SET", "sc:0", "new"]), b"+OK\r\n");
+    let owner = cluster.node_for_slot(1951); // CLUSTER KEYSLOT sc:0
+    assert_eq!(
+        cluster.conn(owner).cmd_str(&["GET", "sc:0"]),
+        b"$3\r\nnew\r\n"
+    );
+    assert_eq!(c.cmd_str(&["SET", "sc:0", "sc:0"]), b"+OK\r\n");
+    rproxy.assert_running();
+    drop(rproxy);
+    let _ = std::fs::remove_file(&file);
+
     // A full SCAN returns every key exactly once.
     let check = |label: &str, got: Vec<Vec<u8>>, want: &BTreeSet<Vec<u8>>| {
         let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();

@@ -54,6 +54,8 @@ pub struct ConnOptions {
     pub proto: Proto,
     /// Reconnect after a failure (shared connections); pinned ones close for good.
     pub reconnect: bool,
+    /// Send `READONLY` (cluster reads from replicas; a no-op on primaries).
+    pub readonly: bool,
 }
 
 #[derive(Debug, Default)]
@@ -299,6 +301,10 @@ async fn handshake(stream: &TcpStream, opts: &ConnOptions) -> Result<(), String>
     if opts.db != 0 {
         let db = encode::itoa(opts.db as i64);
         encode::command(&mut out, &[b"SELECT".as_slice(), db.as_bytes()]);
+        expected += 1;
+    }
+    if opts.readonly {
+        encode::command(&mut out, &[b"READONLY".as_slice()]);
         expected += 1;
     }
     // Learn the server version for HELLO replies.

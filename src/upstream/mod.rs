@@ -27,6 +27,8 @@ pub fn options(config: &Config, addr: &str, db: u32, proto: Proto, reconnect: bo
         db,
         proto,
         reconnect,
+        readonly: u.mode == crate::config::Mode::Cluster
+            && u.read_from == crate::config::ReadFrom::ReplicaPreferred,
     }
 }
 

@@ -29,7 +29,12 @@ impl Session {
             Ok(keys) if !keys.is_empty() => {
                 let slot = key_slot(args[keys[0]]);
                 if keys.iter().all(|&i| key_slot(args[i]) == slot) {
-                    return self.send_to_slot(req.raw, slot, &map, alloc);
+                    let replica_ok = self.ctx.config.upstream.read_from
+                        == crate::config::ReadFrom::ReplicaPreferred
+                        && topo.keys().resolve(&args).is_ok_and(|c| {
+                            c.flags.contains(crate::command::keys::CmdFlags::READONLY)
+                        });
+                    return self.send_to_slot(req.raw, slot, &map, replica_ok, alloc);
                 }
                 match name.as_str() {
                     "mget" | "mset" | "del" | "unlink" | "exists" | "touch" => {
@@ -43,12 +48,36 @@ impl Session {
         }
     }
 
-    /// The primary serving `slot`; the request is kept for a redirect.
-    fn send_to_slot(&mut self, raw: &[u8], slot: u16, map: &SlotMap, alloc: &mut Alloc) -> Flow {
+    /// The primary serving `slot` (or, for a read with `read_from =
+    /// "replica_preferred"`, one of its replicas that is not down, chosen per
+    /// session); the request is kept for a redirect.
+    fn send_to_slot(
+        &mut self,
+        raw: &[u8],
+        slot: u16,
+        map: &SlotMap,
+        replica_ok: bool,
+        alloc: &mut Alloc,
+    ) -> Flow {
         let Some(shard) = map.node_for(slot) else {
             return self.reply_error(alloc, "CLUSTERDOWN Hash slot not served");
         };
-        let conn = self.cluster_conn(&shard.primary.clone());
+        let mut conn = None;
+        if replica_ok && !shard.replicas.is_empty() {
+            let n = shard.replicas.len();
+            let first = (self.st.id % n as u64) as usize;
+            for i in 0..n {
+                let c = self.cluster_conn(&shard.replicas[(first + i) % n].clone());
+                if c.state() != crate::upstream::conn::ConnState::Down {
+                    conn = Some(c);
+                    break;
+                }
+            }
+        }
+        let conn = match conn {
+            Some(c) => c,
+            None => self.cluster_conn(&shard.primary.clone()),
+        };
         let seq = alloc.pending_retry(Bytes::copy_from_slice(raw));
         self.push(&conn, raw, Some((seq, WHOLE)), alloc);
         Flow::Next
