@@ -1507,3 +1507,101 @@ fn failover_only_dead_primary_keys_fail_until_promotion() {
     proxy.assert_running();
     eprintln!("failover test took {:.1}s", started.elapsed().as_secs_f64());
 }
+
+// ---------------------------------------------------------------------------
+// Sharded pub/sub follows its slot
+// ---------------------------------------------------------------------------
+
+/// A client subscribed with SSUBSCRIBE keeps receiving the channel's messages
+/// after the channel's slot moves to another node (respite subscribes again
+/// on the new owner and hides Redis's `sunsubscribe`); channels on two nodes
+/// work on one client connection.
+#[test]
+fn ssubscribe_follows_a_resharded_slot() {
+    let _serial = serial();
+    let mut cluster = RedisCluster::start(3, 1);
+    let mut proxy = cluster_proxy(&cluster);
+    let from = cluster.node_for_slot(0);
+    let to = cluster
+        .primary_ports()
+        .into_iter()
+        .find(|&p| p != from)
+        .unwrap();
+    let third = cluster
+        .primary_ports()
+        .into_iter()
+        .find(|&p| p != from && p != to)
+        .unwrap();
+    // A channel among the first 50 slots (the ones the reshard moves) and
+    // one served by the third primary for good.
+    let moving = (0..100_000)
+        .map(|i| format!("ch:{i}"))
+        .find(|n| key_slot(n.as_bytes()) < 50)
+        .unwrap();
+    let third_view = cluster.view();
+    let staying = (0..100_000)
+        .map(|i| format!("st:{i}"))
+        .find(|n| third_view.owner(key_slot(n.as_bytes())) == Some(third))
+        .unwrap();
+
+    let mut sub = proxy.conn();
+    let frame = |kind: &str, ch: &str, tail: &str| {
+        format!(
+            "*3\r\n${}\r\n{kind}\r\n${}\r\n{ch}\r\n{tail}",
+            kind.len(),
+            ch.len()
+        )
+    };
+    sub.send(&encode_str(&["SSUBSCRIBE", &moving]));
+    assert_eq!(
+        String::from_utf8_lossy(&sub.read_reply()),
+        frame("ssubscribe", &moving, ":1\r\n")
+    );
+    sub.send(&encode_str(&["SSUBSCRIBE", &staying]));
+    let r = sub.read_reply();
+    assert!(
+        r.starts_with(frame("ssubscribe", &staying, "").as_bytes()),
+        "second SSUBSCRIBE: {}",
+        escape(&r)
+    );
+    let mut publ = proxy.conn();
+    let expect_message = |sub: &mut RawConn, publ: &mut RawConn, ch: &str, msg: &str| {
+        // SPUBLISH until the message arrives: after a move, the subscription
+        // on the new owner may take a moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = publ.cmd_str(&["SPUBLISH", ch, msg]);
+            assert!(r.starts_with(b":"), "SPUBLISH {ch}: {}", escape(&r));
+            if let Some(m) = sub.read_reply_within(Duration::from_millis(300)) {
+                let want = format!(
+                    "*3\r\n$8\r\nsmessage\r\n${}\r\n{ch}\r\n${}\r\n{msg}\r\n",
+                    ch.len(),
+                    msg.len()
+                );
+                assert_eq!(String::from_utf8_lossy(&m), want, "message on {ch}");
+                // Drain duplicates of retried publishes.
+                while let Some(m) = sub.read_reply_within(Duration::from_millis(100)) {
+                    assert!(m.starts_with(b"*3\r\n$8\r\nsmessage"), "{}", escape(&m));
+                }
+                return;
+            }
+            assert!(Instant::now() < deadline, "no message on {ch}");
+        }
+    };
+    expect_message(&mut sub, &mut publ, &moving, "before");
+    expect_message(&mut sub, &mut publ, &staying, "other-node");
+
+    cluster.reshard(from, to, 50);
+    assert_eq!(cluster.node_for_slot(key_slot(moving.as_bytes())), to);
+    expect_message(&mut sub, &mut publ, &moving, "after");
+    expect_message(&mut sub, &mut publ, &staying, "still");
+
+    sub.send(&encode_str(&["SUNSUBSCRIBE", &moving]));
+    let r = sub.read_reply();
+    assert_eq!(
+        String::from_utf8_lossy(&r),
+        frame("sunsubscribe", &moving, ":0\r\n"),
+        "SUNSUBSCRIBE after the move"
+    );
+    proxy.assert_running();
+}

@@ -44,7 +44,22 @@ impl Session {
                 }
             }
             // No keys (or a malformed request, which Redis will reject itself).
-            _ => self.keyless(&name, req, &args, &map, alloc),
+            _ => {
+                // Shard channels (SPUBLISH, ...) are not keys but live in a slot.
+                let keys = topo.keys();
+                let channel = keys
+                    .resolve(&args)
+                    .ok()
+                    .and_then(|c| c.routing_args_of(&args).ok())
+                    .and_then(|r| r.first().copied());
+                match channel {
+                    Some(i) => {
+                        let slot = key_slot(args[i]);
+                        self.send_to_slot(req.raw, slot, &map, false, alloc)
+                    }
+                    None => self.keyless(&name, req, &args, &map, alloc),
+                }
+            }
         }
     }
 

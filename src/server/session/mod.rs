@@ -22,6 +22,7 @@ use std::task::Poll;
 use tokio::net::TcpStream;
 
 mod cluster;
+mod shard_pubsub;
 
 /// Stop reading from a client whose unwritten replies exceed this.
 const WBUF_HIGH: usize = 256 * 1024;
@@ -128,6 +129,8 @@ pub struct Session {
     cluster_version: u64,
     /// Cluster mode: MULTI was answered but no command has chosen the node yet.
     multi_deferred: bool,
+    /// Cluster mode: sharded pub/sub subscriptions, once SSUBSCRIBE was used.
+    shard: Option<Box<shard_pubsub::ShardSubs>>,
     stop: bool,
     stalled: bool,
     eof: bool,
@@ -170,6 +173,7 @@ impl Session {
             cluster_proto: Proto::Resp2,
             cluster_version: 0,
             multi_deferred: false,
+            shard: None,
             stop: false,
             stalled: false,
             eof: false,
@@ -191,7 +195,13 @@ impl Session {
             let wbuf = &mut self.wbuf;
             let mut exec_db = None;
             let mut upstream_failed = false;
+            let shard = &mut self.shard;
             let drained = self.queue.drain(&waker, |b, after| {
+                if let Some(s) = shard.as_mut() {
+                    if s.intercept(&b) {
+                        return;
+                    }
+                }
                 match b.first() {
                     Some(b'-') => {
                         errors += 1;
@@ -216,6 +226,9 @@ impl Session {
             }
             if let Some(db) = exec_db {
                 self.set_db(db);
+            }
+            if self.shard.as_ref().is_some_and(|s| s.has_work()) {
+                self.shard_resubscribe();
             }
             if let Some(r) = drained.redirect {
                 self.redirect(r);
@@ -318,6 +331,9 @@ impl Session {
     }
 
     fn finish(&mut self) {
+        if let Some(s) = self.shard.as_mut() {
+            s.close();
+        }
         if let Some(p) = self.pinned.take() {
             if p.clean() && self.queue.is_empty() {
                 self.ctx.pinned.release(p.conn, p.db, p.proto);
@@ -519,6 +535,9 @@ impl Session {
             Kind::Local(
                 l @ (Local::Quit | Local::Auth | Local::Hello | Local::Client | Local::Select),
             ) => self.local(l, req, alloc),
+            _ if self.cluster.is_some() && is_shard_pubsub(req.arg(0)) => {
+                self.shard_command(req, alloc)
+            }
             _ => {
                 let conn = match &self.pinned {
                     Some(p) => p.conn.clone(),
@@ -594,6 +613,9 @@ impl Session {
             }
             None => return Flow::Next,
         };
+        if self.cluster.is_some() && is_shard_pubsub(req.arg(0)) {
+            return self.shard_command(req, alloc);
+        }
         self.push(&conn, req.raw, None, alloc);
         Flow::Next
     }
@@ -875,6 +897,10 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session").field("id", &self.st.id).finish()
     }
+}
+
+fn is_shard_pubsub(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"ssubscribe") || name.eq_ignore_ascii_case(b"sunsubscribe")
 }
 
 /// A static reply.
