@@ -160,8 +160,9 @@ impl Session {
             worker,
             stream,
             queue: Arc::new(ReplyQueue::new()),
-            rbuf: BytesMut::with_capacity(net::READ_CHUNK),
-            wbuf: BytesMut::with_capacity(net::READ_CHUNK),
+            // Allocated by the first read and reply, not for idle clients.
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
             scratch: BytesMut::new(),
             shared: None,
             last_conn: None,
