@@ -72,6 +72,10 @@ struct Shared {
     /// Receives frames that answer no request: pub/sub messages, pushes, MONITOR.
     owner: Mutex<Option<Arc<ReplyQueue>>>,
     closing: AtomicBool,
+    /// Closed from outside (the primary changed): the owner of a pinned
+    /// connection is told, once, and its client connection closes.
+    killed: AtomicBool,
+    owner_told: AtomicBool,
     /// Counters for /metrics.
     reconnects: AtomicU64,
     requests: AtomicU64,
@@ -95,11 +99,38 @@ impl Conn {
             last_error: Mutex::new(None),
             owner: Mutex::new(owner),
             closing: AtomicBool::new(false),
+            killed: AtomicBool::new(false),
+            owner_told: AtomicBool::new(false),
             reconnects: AtomicU64::new(0),
             requests: AtomicU64::new(0),
         });
         tokio::spawn(run(shared.clone(), opts));
         Conn { shared }
+    }
+
+    /// A connection that never connects: every submit fails at once with
+    /// `ERR upstream ADDR unavailable: WHY` (sentinel mode with no primary known).
+    pub fn dead(addr: &str, why: &str) -> Conn {
+        Conn {
+            shared: Arc::new(Shared {
+                addr: addr.into(),
+                outbox: Mutex::new(Outbox::default()),
+                notify: Notify::new(),
+                state: AtomicU8::new(ConnState::Closed as u8),
+                last_error: Mutex::new(Some(why.into())),
+                owner: Mutex::new(None),
+                closing: AtomicBool::new(true),
+                killed: AtomicBool::new(false),
+                owner_told: AtomicBool::new(false),
+                reconnects: AtomicU64::new(0),
+                requests: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// A handle that does not keep the connection alive.
+    pub fn downgrade(&self) -> WeakConn {
+        WeakConn(Arc::downgrade(&self.shared))
     }
 
     pub fn addr(&self) -> &Arc<str> {
@@ -179,6 +210,43 @@ impl Conn {
         self.shared.closing.store(true, Ordering::Release);
         self.shared.notify.notify_one();
     }
+
+    /// Close because the node must not be used any more (a failover moved
+    /// the primary): nothing queued is written, requests in flight fail with
+    /// `why`, and the session owning a pinned connection gets an error reply
+    /// and is closed, as a client of the old primary would be.
+    pub fn kill(&self, why: &str) {
+        *self.shared.last_error.lock() = Some(why.into());
+        self.shared.killed.store(true, Ordering::Release);
+        self.close();
+        if self.state() == ConnState::Closed {
+            // The task already ended (the node died first): tell the owner here.
+            tell_owner(&self.shared, why);
+        }
+    }
+}
+
+/// A connection handle that does not keep it alive.
+#[derive(Debug, Clone)]
+pub struct WeakConn(std::sync::Weak<Shared>);
+
+impl WeakConn {
+    pub fn upgrade(&self) -> Option<Conn> {
+        self.0.upgrade().map(|shared| Conn { shared })
+    }
+}
+
+/// The owner of a killed pinned connection gets one error reply, then its
+/// client connection closes.
+fn tell_owner(shared: &Shared, why: &str) {
+    if !shared.killed.load(Ordering::Acquire) || shared.owner_told.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    if let Some(owner) = shared.owner.lock().take() {
+        let mut e = BytesMut::new();
+        encode::error(&mut e, &unavailable(&shared.addr, why));
+        owner.push_close(e.freeze());
+    }
 }
 
 pub fn unavailable(addr: &str, why: &str) -> String {
@@ -211,6 +279,11 @@ async fn run(shared: Arc<Shared>, opts: ConnOptions) {
         if !closing {
             tracing::warn!(addr = %opts.addr, %reason, "upstream connection failed");
         }
+        let killed = shared.killed.load(Ordering::Acquire);
+        let reason = match shared.last_error.lock().clone() {
+            Some(why) if killed => why.to_string(),
+            _ => reason,
+        };
         let end = closing || !opts.reconnect;
         fail_all(
             &shared,
@@ -223,6 +296,7 @@ async fn run(shared: Arc<Shared>, opts: ConnOptions) {
             },
         );
         if end {
+            tell_owner(&shared, &reason);
             return;
         }
         tokio::select! {
@@ -356,6 +430,11 @@ async fn io_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_progress = Instant::now();
     loop {
+        // Checked before writing: a connection closed because its node must
+        // not be used any more writes nothing that was queued since.
+        if shared.closing.load(Ordering::Acquire) {
+            return "closed".to_string();
+        }
         {
             let mut ob = shared.outbox.lock();
             if !ob.buf.is_empty() {
