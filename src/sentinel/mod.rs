@@ -211,8 +211,7 @@ impl Sentinel {
         }
     }
 
-    /// Query every sentinel at once; the reported primary with the highest
-    /// `config-epoch`.
+    /// Query every sentinel at once; the primary to believe (see [`choose`]).
     async fn ask_sentinels(&self) -> Option<String> {
         // Asked in parallel: a sentinel that hangs must not delay the others.
         let tasks: Vec<_> = self
@@ -241,17 +240,15 @@ impl Sentinel {
         for t in tasks {
             answers.push(t.await.unwrap_or_else(|e| Err(e.to_string())));
         }
-        let mut best: Option<(String, i64)> = None;
+        let mut reports = Vec::new();
         for (s, answer) in self.sentinels.iter().zip(answers) {
             let mut s = s.lock();
             match answer {
-                Ok((addr, epoch)) => {
+                Ok(r) => {
                     s.reachable = true;
                     s.last_error = None;
-                    s.reported = Some((addr.clone(), epoch));
-                    if best.as_ref().is_none_or(|b| epoch > b.1) {
-                        best = Some((addr, epoch));
-                    }
+                    s.reported = Some((r.addr.clone(), r.epoch));
+                    reports.push(r);
                 }
                 Err(e) => {
                     s.reachable = false;
@@ -259,7 +256,7 @@ impl Sentinel {
                 }
             }
         }
-        best.map(|b| b.0)
+        choose(&reports)
     }
 
     /// Point every worker at `primary` (or at nothing) and close everything
@@ -305,8 +302,35 @@ impl Sentinel {
     }
 }
 
-/// `ip:port` and `config-epoch` from a `SENTINEL MASTER` reply.
-fn parse_master(reply: &[u8]) -> Result<(String, i64), String> {
+/// One sentinel's answer about the master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Report {
+    addr: String,
+    epoch: i64,
+    /// The sentinel is running a failover of this master: it names the old
+    /// primary until the failover ends, although the others may already
+    /// have the new one with the same epoch.
+    failing_over: bool,
+}
+
+/// The primary to believe: reports of sentinels in the middle of a failover
+/// count only when nobody else answered; then the highest `config-epoch`
+/// wins, then the address most sentinels agree on.
+fn choose(reports: &[Report]) -> Option<String> {
+    let settled: Vec<&Report> = reports.iter().filter(|r| !r.failing_over).collect();
+    let pool: Vec<&Report> = if settled.is_empty() {
+        reports.iter().collect()
+    } else {
+        settled
+    };
+    let votes = |addr: &str| pool.iter().filter(|r| r.addr == addr).count();
+    pool.iter()
+        .max_by_key(|r| (r.epoch, votes(&r.addr)))
+        .map(|r| r.addr.clone())
+}
+
+/// Address, `config-epoch` and failover state from a `SENTINEL MASTER` reply.
+fn parse_master(reply: &[u8]) -> Result<Report, String> {
     let v = Value::decode_exact(reply).map_err(|e| e.to_string())?;
     if let Value::Error(e) = &v {
         return Err(String::from_utf8_lossy(e).into_owned());
@@ -325,7 +349,12 @@ fn parse_master(reply: &[u8]) -> Result<(String, i64), String> {
     } else {
         format!("{ip}:{port}")
     };
-    Ok((addr, epoch))
+    let failing_over = text("flags").is_some_and(|f| f.contains("failover_in_progress"));
+    Ok(Report {
+        addr,
+        epoch,
+        failing_over,
+    })
 }
 
 /// Whether `addr` answers `ROLE` as a primary.
@@ -347,12 +376,42 @@ async fn role(config: &Config, addr: &str) -> Result<bool, String> {
 mod tests {
     use super::*;
 
+    fn report(addr: &str, epoch: i64, failing_over: bool) -> Report {
+        Report {
+            addr: addr.to_string(),
+            epoch,
+            failing_over,
+        }
+    }
+
+    #[test]
+    fn choice_skips_failing_over_sentinels_then_takes_epoch_then_votes() {
+        // The failover leader still names the old primary with the new epoch.
+        let r = [
+            report("old:1", 2, true),
+            report("new:1", 2, false),
+            report("new:1", 2, false),
+        ];
+        assert_eq!(choose(&r).as_deref(), Some("new:1"));
+        // A sentinel that missed the failover has an older epoch.
+        let r = [report("old:1", 1, false), report("new:1", 2, false)];
+        assert_eq!(choose(&r).as_deref(), Some("new:1"));
+        let r = [
+            report("a:1", 3, false),
+            report("b:1", 3, false),
+            report("b:1", 3, false),
+        ];
+        assert_eq!(choose(&r).as_deref(), Some("b:1"));
+        assert_eq!(choose(&[report("a:1", 3, true)]).as_deref(), Some("a:1"));
+        assert_eq!(choose(&[]), None);
+    }
+
     #[test]
     fn master_reply_gives_address_and_epoch() {
         let reply = b"*6\r\n$4\r\nname\r\n$8\r\nmymaster\r\n$2\r\nip\r\n$9\r\n127.0.0.1\r\n$4\r\nport\r\n$4\r\n6380\r\n";
-        assert_eq!(parse_master(reply), Ok(("127.0.0.1:6380".to_string(), 0)));
-        let reply = b"*6\r\n$2\r\nip\r\n$3\r\n::1\r\n$4\r\nport\r\n$2\r\n10\r\n$12\r\nconfig-epoch\r\n$1\r\n7\r\n";
-        assert_eq!(parse_master(reply), Ok(("[::1]:10".to_string(), 7)));
+        assert_eq!(parse_master(reply), Ok(report("127.0.0.1:6380", 0, false)));
+        let reply = b"*8\r\n$2\r\nip\r\n$3\r\n::1\r\n$4\r\nport\r\n$2\r\n10\r\n$12\r\nconfig-epoch\r\n$1\r\n7\r\n$5\r\nflags\r\n$27\r\nmaster,failover_in_progress\r\n";
+        assert_eq!(parse_master(reply), Ok(report("[::1]:10", 7, true)));
         assert!(parse_master(b"-ERR No such master with that name\r\n").is_err());
         assert!(parse_master(b"*0\r\n").is_err());
     }

@@ -221,7 +221,7 @@ impl Conn {
         self.close();
         if self.state() == ConnState::Closed {
             // The task already ended (the node died first): tell the owner here.
-            tell_owner(&self.shared, why);
+            tell_owner(&self.shared, why, true);
         }
     }
 }
@@ -236,15 +236,17 @@ impl WeakConn {
     }
 }
 
-/// The owner of a killed pinned connection gets one error reply, then its
-/// client connection closes.
-fn tell_owner(shared: &Shared, why: &str) {
+/// The owner of a killed pinned connection gets one error reply (unless its
+/// requests in flight just got theirs), then its client connection closes.
+fn tell_owner(shared: &Shared, why: &str, with_error: bool) {
     if !shared.killed.load(Ordering::Acquire) || shared.owner_told.swap(true, Ordering::AcqRel) {
         return;
     }
     if let Some(owner) = shared.owner.lock().take() {
         let mut e = BytesMut::new();
-        encode::error(&mut e, &unavailable(&shared.addr, why));
+        if with_error {
+            encode::error(&mut e, &unavailable(&shared.addr, why));
+        }
         owner.push_close(e.freeze());
     }
 }
@@ -285,7 +287,7 @@ async fn run(shared: Arc<Shared>, opts: ConnOptions) {
             _ => reason,
         };
         let end = closing || !opts.reconnect;
-        fail_all(
+        let failed = fail_all(
             &shared,
             &reason,
             inflight,
@@ -296,7 +298,7 @@ async fn run(shared: Arc<Shared>, opts: ConnOptions) {
             },
         );
         if end {
-            tell_owner(&shared, &reason);
+            tell_owner(&shared, &reason, failed == 0);
             return;
         }
         tokio::select! {
@@ -320,7 +322,8 @@ async fn wait_closing(shared: &Shared) {
 }
 
 /// Mark the node down and answer every request it holds with an error.
-fn fail_all(shared: &Shared, reason: &str, inflight: VecDeque<Target>, state: ConnState) {
+/// Returns how many requests failed.
+fn fail_all(shared: &Shared, reason: &str, inflight: VecDeque<Target>, state: ConnState) -> usize {
     let msg = unavailable(&shared.addr, reason);
     *shared.last_error.lock() = Some(reason.into());
     let queued = {
@@ -332,9 +335,12 @@ fn fail_all(shared: &Shared, reason: &str, inflight: VecDeque<Target>, state: Co
     let mut e = BytesMut::new();
     encode::error(&mut e, &msg);
     let e = e.freeze();
+    let mut n = 0;
     for t in inflight.into_iter().chain(queued) {
         t.queue.deliver(t.seq, t.part, e.clone());
+        n += 1;
     }
+    n
 }
 
 async fn connect(opts: &ConnOptions) -> Result<TcpStream, String> {
