@@ -11,6 +11,7 @@
 //!   commands answered locally.
 //! - [`router`]: how split requests' replies merge back (cluster fan-out).
 //! - [`cluster`]: Redis Cluster's key space: hash slots, the slot map, redirections.
+//! - [`sentinel`]: sentinel mode: find the primary, follow failovers, move connections.
 //! - [`upstream`]: connections to Redis nodes: shared multiplexed ones and pinned ones.
 //! - [`net`]: non-blocking socket reads and writes without wasted syscalls.
 //! - [`admin`]: the admin HTTP server (`/health`, `/ready`, `/metrics`).
@@ -26,5 +27,6 @@ pub mod metrics;
 pub mod net;
 pub mod protocol;
 pub mod router;
+pub mod sentinel;
 pub mod server;
 pub mod upstream;

@@ -24,14 +24,6 @@ fn main() -> ExitCode {
         let _ = writeln!(std::io::stdout(), "respite: configuration OK");
         return ExitCode::SUCCESS;
     }
-    if config.upstream.mode == config::Mode::Sentinel {
-        let _ = writeln!(
-            std::io::stderr(),
-            "respite: upstream.mode = \"{}\" is not implemented yet",
-            config.upstream.mode.as_str()
-        );
-        return ExitCode::from(2);
-    }
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -71,6 +63,9 @@ fn main() -> ExitCode {
                 ctx.clone(),
                 topology.clone(),
             ));
+        }
+        if let Some(sentinel) = &ctx.sentinel {
+            tokio::spawn(sentinel.clone().run(ctx.clone()));
         }
         if let Some(addr) = ctx.config.admin {
             match tokio::net::TcpListener::bind(addr).await {

@@ -79,6 +79,11 @@ pub fn run(ctx: &Ctx, st: &mut State, cmd: Local, req: &Req, out: &mut BytesMut)
     }
 }
 
+/// Text safe inside one INFO field.
+fn one_line(s: &str) -> String {
+    s.replace([',', '\r', '\n'], " ")
+}
+
 /// `PROXY NODES`: the topology and the state of every upstream connection
 /// this process holds, as INFO-style text.
 fn proxy(ctx: &Ctx, st: &State, req: &Req, out: &mut BytesMut) {
@@ -123,6 +128,29 @@ fn proxy(ctx: &Ctx, st: &State, req: &Req, out: &mut BytesMut) {
                         shard.primary,
                         shard.replicas.join("|"),
                         ranges.join("|")
+                    );
+                }
+            }
+            if let Some(s) = &ctx.sentinel {
+                let _ = write!(
+                    text,
+                    "# Sentinel\r\nmaster_name:{}\r\nprimary:{}\r\ngeneration:{}\r\nswitches:{}\r\nchecks:{}\r\nlast_error:{}\r\n",
+                    s.master_name(),
+                    s.primary().as_deref().unwrap_or(""),
+                    s.generation(),
+                    s.switches(),
+                    s.checks(),
+                    one_line(s.last_error().as_deref().unwrap_or(""))
+                );
+                for (i, st) in s.sentinels().iter().enumerate() {
+                    let _ = writeln!(
+                        text,
+                        "sentinel{i}:addr={},reachable={},subscribed={},reports={},last_error={}\r",
+                        st.addr,
+                        u8::from(st.reachable),
+                        u8::from(st.subscribed),
+                        st.reported.as_ref().map(|r| r.0.as_str()).unwrap_or(""),
+                        one_line(st.last_error.as_deref().unwrap_or(""))
                     );
                 }
             }

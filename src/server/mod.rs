@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::upstream::{NodeConns, PinnedPool};
 use bytes::Bytes;
 use dashmap::DashMap;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -34,6 +34,8 @@ pub struct Ctx {
     pub pinned: PinnedPool,
     /// Cluster mode: the slot map and key table, kept fresh by `Topology::run`.
     pub topology: Option<Arc<crate::cluster::topology::Topology>>,
+    /// Sentinel mode: the current primary, kept fresh by `Sentinel::run`.
+    pub sentinel: Option<Arc<crate::sentinel::Sentinel>>,
     pub shutdown: Notify,
     shutting_down: AtomicBool,
     next_id: AtomicU64,
@@ -46,8 +48,11 @@ impl Ctx {
         let config = Arc::new(config);
         let topology = (config.upstream.mode == crate::config::Mode::Cluster)
             .then(|| crate::cluster::topology::Topology::new(config.clone()));
+        let sentinel = (config.upstream.mode == crate::config::Mode::Sentinel)
+            .then(|| crate::sentinel::Sentinel::new(config.clone()));
         Arc::new(Ctx {
             topology,
+            sentinel,
             pinned: PinnedPool::new(config.clone()),
             config,
             metrics: Metrics::default(),
@@ -85,9 +90,21 @@ impl Ctx {
 
     /// Whether some upstream connection is up (`/ready`).
     pub fn ready(&self) -> bool {
-        match &self.topology {
-            Some(t) => t.map().is_complete(),
-            None => self.workers().iter().any(|w| w.node.any_up()),
+        match (&self.topology, &self.sentinel) {
+            (Some(t), _) => t.map().is_complete(),
+            (None, Some(s)) => {
+                s.primary().is_some() && self.workers().iter().any(|w| w.node().any_up())
+            }
+            (None, None) => self.workers().iter().any(|w| w.node().any_up()),
+        }
+    }
+
+    /// The node every worker's standalone connections go to now: the
+    /// configured server, or in sentinel mode the current primary (or none).
+    fn standalone_node(&self) -> NodeConns {
+        match &self.sentinel {
+            Some(s) => s.node_conns(),
+            None => NodeConns::new(self.config.clone(), &self.config.upstream.nodes[0]),
         }
     }
 }
@@ -96,17 +113,41 @@ impl Ctx {
 #[derive(Debug)]
 pub struct Worker {
     pub index: usize,
-    /// Standalone: the one node.
-    pub node: NodeConns,
+    /// Standalone: the one node. Sentinel mode swaps it when the primary
+    /// changes (sessions notice through `Sentinel::generation`, one atomic
+    /// load per read batch, and only then take this lock).
+    node: RwLock<Arc<NodeConns>>,
+    /// The worker's runtime, to start connections on it from other threads.
+    runtime: std::sync::OnceLock<tokio::runtime::Handle>,
     /// Cluster: every node this worker has talked to, by address.
     pub nodes: Mutex<std::collections::HashMap<Arc<str>, Arc<NodeConns>>>,
 }
 
 impl Worker {
+    /// The standalone (or sentinel primary) node's connections.
+    pub fn node(&self) -> Arc<NodeConns> {
+        self.node.read().clone()
+    }
+
+    /// Open `node`'s default connection on this worker's runtime, so the
+    /// first request after a switch does not wait for it.
+    pub fn preconnect(&self, node: Arc<NodeConns>) {
+        if let Some(rt) = self.runtime.get() {
+            rt.spawn(async move {
+                let _ = node.shared(0, crate::protocol::Proto::Resp2, 0);
+            });
+        }
+    }
+
+    /// Point this worker at another node; returns the old one for closing.
+    pub fn swap_node(&self, node: Arc<NodeConns>) -> Arc<NodeConns> {
+        std::mem::replace(&mut *self.node.write(), node)
+    }
+
     /// Every shared upstream connection of this worker (standalone and cluster
     /// nodes), for `/metrics` and `PROXY NODES`.
     pub fn all_conns(&self) -> Vec<crate::upstream::conn::Conn> {
-        let mut conns = self.node.all();
+        let mut conns = self.node().all();
         for n in self.nodes.lock().values() {
             conns.extend(n.all());
         }
@@ -204,7 +245,8 @@ impl Server {
             let ctx = ctx.clone();
             let worker = Arc::new(Worker {
                 index,
-                node: NodeConns::new(ctx.config.clone(), &ctx.config.upstream.nodes[0]),
+                node: RwLock::new(Arc::new(ctx.standalone_node())),
+                runtime: std::sync::OnceLock::new(),
                 nodes: Mutex::new(std::collections::HashMap::new()),
             });
             ctx.workers.lock().push(worker.clone());
@@ -261,9 +303,10 @@ async fn worker_main(ctx: Arc<Ctx>, worker: Arc<Worker>, listener: std::net::Tcp
             return;
         }
     };
+    let _ = worker.runtime.set(tokio::runtime::Handle::current());
     // Connect the default group now, so /ready and the first request do not wait.
     if ctx.topology.is_none() {
-        let _ = worker.node.shared(0, crate::protocol::Proto::Resp2, 0);
+        let _ = worker.node().shared(0, crate::protocol::Proto::Resp2, 0);
     }
     let local_tasks = Arc::new(AtomicUsize::new(0));
     let mut shutdown = std::pin::pin!(ctx.shutdown.notified());

@@ -312,6 +312,25 @@ impl ReplyQueue {
         }
     }
 
+    /// Append a last frame after everything queued; the session closes the
+    /// client connection once it is written.
+    pub fn push_close(&self, frame: Bytes) {
+        let waker = {
+            let mut g = self.inner.lock();
+            g.slots.push_back(Slot {
+                state: State::Ready(frame),
+                after: After::Close,
+                post: None,
+                retry: None,
+                redirects: 0,
+            });
+            g.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
     /// Move every ready reply at the front into `f`, in order, merging split
     /// requests. Registers `waker` so the next delivery wakes the session.
     pub fn drain(&self, waker: &Waker, mut f: impl FnMut(Bytes, After)) -> Drained {

@@ -74,6 +74,10 @@ struct Shared {
     /// Receives frames that answer no request: pub/sub messages, pushes, MONITOR.
     owner: Mutex<Option<Arc<ReplyQueue>>>,
     closing: AtomicBool,
+    /// Closed from outside (the primary changed): the owner of a pinned
+    /// connection is told, once, and its client connection closes.
+    killed: AtomicBool,
+    owner_told: AtomicBool,
     /// Counters for /metrics.
     reconnects: AtomicU64,
     requests: AtomicU64,
@@ -97,11 +101,38 @@ impl Conn {
             last_error: Mutex::new(None),
             owner: Mutex::new(owner),
             closing: AtomicBool::new(false),
+            killed: AtomicBool::new(false),
+            owner_told: AtomicBool::new(false),
             reconnects: AtomicU64::new(0),
             requests: AtomicU64::new(0),
         });
         tokio::spawn(run(shared.clone(), opts));
         Conn { shared }
+    }
+
+    /// A connection that never connects: every submit fails at once with
+    /// `ERR upstream ADDR unavailable: WHY` (sentinel mode with no primary known).
+    pub fn dead(addr: &str, why: &str) -> Conn {
+        Conn {
+            shared: Arc::new(Shared {
+                addr: addr.into(),
+                outbox: Mutex::new(Outbox::default()),
+                notify: Notify::new(),
+                state: AtomicU8::new(ConnState::Closed as u8),
+                last_error: Mutex::new(Some(why.into())),
+                owner: Mutex::new(None),
+                closing: AtomicBool::new(true),
+                killed: AtomicBool::new(false),
+                owner_told: AtomicBool::new(false),
+                reconnects: AtomicU64::new(0),
+                requests: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// A handle that does not keep the connection alive.
+    pub fn downgrade(&self) -> WeakConn {
+        WeakConn(Arc::downgrade(&self.shared))
     }
 
     pub fn addr(&self) -> &Arc<str> {
@@ -181,6 +212,45 @@ impl Conn {
         self.shared.closing.store(true, Ordering::Release);
         self.shared.notify.notify_one();
     }
+
+    /// Close because the node must not be used any more (a failover moved
+    /// the primary): nothing queued is written, requests in flight fail with
+    /// `why`, and the session owning a pinned connection gets an error reply
+    /// and is closed, as a client of the old primary would be.
+    pub fn kill(&self, why: &str) {
+        *self.shared.last_error.lock() = Some(why.into());
+        self.shared.killed.store(true, Ordering::Release);
+        self.close();
+        if self.state() == ConnState::Closed {
+            // The task already ended (the node died first): tell the owner here.
+            tell_owner(&self.shared, why, true);
+        }
+    }
+}
+
+/// A connection handle that does not keep it alive.
+#[derive(Debug, Clone)]
+pub struct WeakConn(std::sync::Weak<Shared>);
+
+impl WeakConn {
+    pub fn upgrade(&self) -> Option<Conn> {
+        self.0.upgrade().map(|shared| Conn { shared })
+    }
+}
+
+/// The owner of a killed pinned connection gets one error reply (unless its
+/// requests in flight just got theirs), then its client connection closes.
+fn tell_owner(shared: &Shared, why: &str, with_error: bool) {
+    if !shared.killed.load(Ordering::Acquire) || shared.owner_told.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    if let Some(owner) = shared.owner.lock().take() {
+        let mut e = BytesMut::new();
+        if with_error {
+            encode::error(&mut e, &unavailable(&shared.addr, why));
+        }
+        owner.push_close(e.freeze());
+    }
 }
 
 pub fn unavailable(addr: &str, why: &str) -> String {
@@ -213,8 +283,13 @@ async fn run(shared: Arc<Shared>, opts: ConnOptions) {
         if !closing {
             tracing::warn!(addr = %opts.addr, %reason, "upstream connection failed");
         }
+        let killed = shared.killed.load(Ordering::Acquire);
+        let reason = match shared.last_error.lock().clone() {
+            Some(why) if killed => why.to_string(),
+            _ => reason,
+        };
         let end = closing || !opts.reconnect;
-        fail_all(
+        let failed = fail_all(
             &shared,
             &reason,
             inflight,
@@ -225,6 +300,7 @@ async fn run(shared: Arc<Shared>, opts: ConnOptions) {
             },
         );
         if end {
+            tell_owner(&shared, &reason, failed == 0);
             return;
         }
         tokio::select! {
@@ -248,7 +324,8 @@ async fn wait_closing(shared: &Shared) {
 }
 
 /// Mark the node down and answer every request it holds with an error.
-fn fail_all(shared: &Shared, reason: &str, inflight: VecDeque<Target>, state: ConnState) {
+/// Returns how many requests failed.
+fn fail_all(shared: &Shared, reason: &str, inflight: VecDeque<Target>, state: ConnState) -> usize {
     let msg = unavailable(&shared.addr, reason);
     *shared.last_error.lock() = Some(reason.into());
     let queued = {
@@ -260,9 +337,12 @@ fn fail_all(shared: &Shared, reason: &str, inflight: VecDeque<Target>, state: Co
     let mut e = BytesMut::new();
     encode::error(&mut e, &msg);
     let e = e.freeze();
+    let mut n = 0;
     for t in inflight.into_iter().chain(queued) {
         t.queue.deliver(t.seq, t.part, e.clone());
+        n += 1;
     }
+    n
 }
 
 async fn connect(opts: &ConnOptions) -> Result<TcpStream, String> {
@@ -362,6 +442,11 @@ async fn io_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_progress = Instant::now();
     loop {
+        // Checked before writing: a connection closed because its node must
+        // not be used any more writes nothing that was queued since.
+        if shared.closing.load(Ordering::Acquire) {
+            return "closed".to_string();
+        }
         {
             let mut ob = shared.outbox.lock();
             if !ob.buf.is_empty() {

@@ -40,6 +40,9 @@ pub struct NodeConns {
     addr: Arc<str>,
     config: Arc<Config>,
     groups: Mutex<HashMap<(u32, Proto), Vec<Conn>>>,
+    /// Set when there is no node to talk to (sentinel mode, no primary
+    /// known): every request fails at once with this reason.
+    unavailable: Option<Conn>,
 }
 
 impl NodeConns {
@@ -48,6 +51,30 @@ impl NodeConns {
             addr: addr.into(),
             config,
             groups: Mutex::new(HashMap::new()),
+            unavailable: None,
+        }
+    }
+
+    /// No node: requests fail fast with `ERR upstream LABEL unavailable: WHY`.
+    pub fn unavailable(config: Arc<Config>, label: &str, why: &str) -> Self {
+        NodeConns {
+            addr: label.into(),
+            config,
+            groups: Mutex::new(HashMap::new()),
+            unavailable: Some(Conn::dead(label, why)),
+        }
+    }
+
+    /// The always-failing connection of a node that is not there, if so.
+    pub fn dead_conn(&self) -> Option<&Conn> {
+        self.unavailable.as_ref()
+    }
+
+    /// Close every connection so nothing more is written to this node;
+    /// requests in flight fail with `why`.
+    pub fn kill_all(&self, why: &str) {
+        for c in self.groups.lock().drain().flat_map(|(_, v)| v) {
+            c.kill(why);
         }
     }
 
@@ -58,6 +85,9 @@ impl NodeConns {
     /// The shared connection for a session; created on first use (must be
     /// called on the worker's runtime, where the connection task then runs).
     pub fn shared(&self, db: u32, proto: Proto, session: u64) -> Conn {
+        if let Some(dead) = &self.unavailable {
+            return dead.clone();
+        }
         let mut groups = self.groups.lock();
         let group = groups.entry((db, proto)).or_insert_with(|| {
             (0..self.config.upstream.shared_connections)
@@ -90,14 +120,64 @@ type PoolKey = (Arc<str>, u32, Proto);
 pub struct PinnedPool {
     config: Arc<Config>,
     idle: Mutex<HashMap<PoolKey, Vec<Conn>>>,
+    /// Sentinel mode: every pinned connection handed out, so a failover can
+    /// close those to the old primary (their sessions may be idle, e.g.
+    /// subscribed). Pruned as it grows.
+    handed_out: Option<Mutex<HandedOut>>,
+}
+
+#[derive(Debug, Default)]
+struct HandedOut {
+    conns: Vec<conn::WeakConn>,
+    /// Length after the last prune: prune again when it doubles.
+    pruned_len: usize,
 }
 
 impl PinnedPool {
     pub fn new(config: Arc<Config>) -> Self {
         PinnedPool {
+            handed_out: (config.upstream.mode == crate::config::Mode::Sentinel)
+                .then(|| Mutex::new(HandedOut::default())),
             config,
             idle: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Close every pinned connection to `addr`, idle or in use (see
+    /// [`Conn::kill`]): the node is no longer the primary.
+    pub fn kill_node(&self, addr: &str, why: &str) {
+        let idle: Vec<Conn> = {
+            let mut idle = self.idle.lock();
+            let keys: Vec<PoolKey> = idle.keys().filter(|k| &*k.0 == addr).cloned().collect();
+            keys.into_iter()
+                .filter_map(|k| idle.remove(&k))
+                .flatten()
+                .collect()
+        };
+        for c in idle {
+            c.kill(why);
+        }
+        let Some(h) = &self.handed_out else { return };
+        let live: Vec<Conn> = {
+            let mut h = h.lock();
+            h.conns.retain(|w| w.upgrade().is_some());
+            h.pruned_len = h.conns.len();
+            h.conns.iter().filter_map(|w| w.upgrade()).collect()
+        };
+        for c in live.into_iter().filter(|c| &**c.addr() == addr) {
+            c.kill(why);
+        }
+    }
+
+    fn track(&self, conn: &Conn) {
+        let Some(h) = &self.handed_out else { return };
+        let mut h = h.lock();
+        if h.conns.len() >= 2 * h.pruned_len.max(16) {
+            h.conns
+                .retain(|w| w.upgrade().is_some_and(|c| c.state() != ConnState::Closed));
+            h.pruned_len = h.conns.len();
+        }
+        h.conns.push(conn.downgrade());
     }
 
     pub fn acquire(&self, addr: &Arc<str>, db: u32, proto: Proto, owner: Arc<ReplyQueue>) -> Conn {
@@ -119,7 +199,11 @@ impl PinnedPool {
                 c.set_owner(Some(owner));
                 c
             }
-            None => Conn::spawn(options(&self.config, addr, db, proto, false), Some(owner)),
+            None => {
+                let c = Conn::spawn(options(&self.config, addr, db, proto, false), Some(owner));
+                self.track(&c);
+                c
+            }
         }
     }
 

@@ -15,13 +15,33 @@ pub async fn request(
     commands: &[&[&[u8]]],
 ) -> Result<Vec<Bytes>, String> {
     let u = &config.upstream;
+    request_as(
+        config,
+        addr,
+        u.username.as_deref(),
+        u.password.as_deref(),
+        commands,
+    )
+    .await
+}
+
+/// As [`request`], authenticating with the given credentials (the sentinels
+/// have their own).
+pub async fn request_as(
+    config: &Config,
+    addr: &str,
+    username: Option<&str>,
+    password: Option<&str>,
+    commands: &[&[&[u8]]],
+) -> Result<Vec<Bytes>, String> {
+    let u = &config.upstream;
     let fut = async {
         let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         net::tune(&stream);
         let mut out = BytesMut::new();
         let mut skip = 0;
-        if let Some(p) = &u.password {
-            match &u.username {
+        if let Some(p) = password {
+            match username {
                 Some(user) => encode::command(
                     &mut out,
                     &[b"AUTH".as_slice(), user.as_bytes(), p.as_bytes()],

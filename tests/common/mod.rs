@@ -27,6 +27,7 @@ use tempfile::TempDir;
 
 pub mod cluster;
 pub mod corpus;
+pub mod sentinel;
 
 /// How long a server or proxy may take to answer its first PING.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);

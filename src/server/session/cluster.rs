@@ -406,7 +406,7 @@ impl Session {
     /// first key (or channel, for SSUBSCRIBE), else the first primary.
     pub(super) fn pin_addr(&self, req: &Req) -> Arc<str> {
         let Some(topo) = &self.cluster else {
-            return self.worker.node.addr().clone();
+            return self.worker.node().addr().clone();
         };
         let map = topo.map();
         let args: Vec<&[u8]> = (0..req.argc()).map(|i| req.arg(i)).collect();
@@ -424,7 +424,7 @@ impl Session {
             .into_iter()
             .next()
             .map(Arc::from)
-            .unwrap_or_else(|| self.worker.node.addr().clone())
+            .unwrap_or_else(|| self.worker.node().addr().clone())
     }
 }
 

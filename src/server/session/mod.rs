@@ -131,6 +131,8 @@ pub struct Session {
     multi_deferred: bool,
     /// Cluster mode: sharded pub/sub subscriptions, once SSUBSCRIBE was used.
     shard: Option<Box<shard_pubsub::ShardSubs>>,
+    /// Sentinel mode: the primary generation `shared` was taken in.
+    node_gen: u64,
     stop: bool,
     stalled: bool,
     eof: bool,
@@ -146,7 +148,9 @@ impl Session {
         let limits = &ctx.config.limits;
         let authed = ctx.config.auth.password.is_none() && ctx.config.auth.users.is_empty();
         let topology = ctx.topology.clone();
+        let node_gen = ctx.sentinel.as_ref().map_or(0, |s| s.generation());
         Session {
+            node_gen,
             parser: RequestParser::new(limits.max_request_bytes, limits.max_request_args),
             st: State {
                 id: meta.id,
@@ -206,7 +210,8 @@ impl Session {
                 match b.first() {
                     Some(b'-') => {
                         errors += 1;
-                        if b.starts_with(b"-ERR upstream ") {
+                        // READONLY: the node we write to was demoted.
+                        if b.starts_with(b"-ERR upstream ") || b.starts_with(b"-READONLY") {
                             upstream_failed = true;
                         }
                     }
@@ -223,6 +228,9 @@ impl Session {
             if upstream_failed {
                 if let Some(t) = &self.cluster {
                     t.request_refresh();
+                }
+                if let Some(s) = &self.ctx.sentinel {
+                    s.request_refresh();
                 }
             }
             if let Some(db) = exec_db {
@@ -346,6 +354,13 @@ impl Session {
 
     /// Handle every complete request in the read buffer.
     fn process_input(&mut self) {
+        if let Some(s) = &self.ctx.sentinel {
+            let gen = s.generation();
+            if gen != self.node_gen {
+                self.node_gen = gen;
+                self.primary_changed();
+            }
+        }
         let queue = self.queue.clone();
         let mut alloc = queue.alloc();
         let mut rbuf = std::mem::take(&mut self.rbuf);
@@ -648,12 +663,34 @@ impl Session {
         Flow::Next
     }
 
+    /// Sentinel mode, the primary moved: later requests take connections to
+    /// the new one; a pinned connection to the old one is closed (the
+    /// session gets an error reply and closes, as after a failover).
+    fn primary_changed(&mut self) {
+        self.shared = None;
+        let node = self.worker.node();
+        if let Some(p) = &self.pinned {
+            if p.conn.addr() != node.addr() {
+                p.conn.kill("the primary changed");
+            }
+        }
+    }
+
     fn pin(&mut self, req: &Req) {
-        let addr = self.pin_addr(req);
-        let conn = self
-            .ctx
-            .pinned
-            .acquire(&addr, self.st.db, self.st.proto, self.queue.clone());
+        let dead = match &self.cluster {
+            Some(_) => None,
+            None => self.worker.node().dead_conn().cloned(),
+        };
+        let conn = match dead {
+            // No node to pin to: the first request fails with the reason.
+            Some(d) => d,
+            None => {
+                let addr = self.pin_addr(req);
+                self.ctx
+                    .pinned
+                    .acquire(&addr, self.st.db, self.st.proto, self.queue.clone())
+            }
+        };
         Metrics::add(&self.ctx.metrics.pinned_acquired, 1);
         self.pinned = Some(Pinned {
             conn,
@@ -761,7 +798,7 @@ impl Session {
             _ => {
                 let c = self
                     .worker
-                    .node
+                    .node()
                     .shared(self.st.db, self.st.proto, self.st.id);
                 self.shared = Some((self.st.db, self.st.proto, c.clone()));
                 c

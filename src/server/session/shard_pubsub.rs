@@ -222,12 +222,11 @@ impl Session {
             if let Some(p) = pinned {
                 return p;
             }
-            return self.ctx.pinned.acquire(
-                self.worker.node.addr(),
-                0,
-                self.st.proto,
-                self.queue.clone(),
-            );
+            let addr = self.worker.node().addr().clone();
+            return self
+                .ctx
+                .pinned
+                .acquire(&addr, 0, self.st.proto, self.queue.clone());
         };
         if let Some(p) = pinned {
             if **p.addr() == *owner {
