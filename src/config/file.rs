@@ -61,6 +61,8 @@ pub struct FileUser {
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSection {
     pub mode: Option<Mode>,
+    /// Also accepted as `sentinels` (the natural name in sentinel mode).
+    #[serde(alias = "sentinels")]
     pub nodes: Option<Vec<String>>,
     pub master_name: Option<String>,
     pub username: Option<String>,

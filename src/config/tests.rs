@@ -140,6 +140,15 @@ fn admin_off_disables_it() {
 }
 
 #[test]
+fn sentinels_is_another_name_for_nodes() {
+    let config = validate(parse(
+        "[upstream]\nmode = \"sentinel\"\nmaster_name = \"m\"\nsentinels = [\"s1:26379\", \"s2:26379\"]",
+    ))
+    .expect("valid");
+    assert_eq!(config.upstream.nodes, ["s1:26379", "s2:26379"]);
+}
+
+#[test]
 fn users_and_sentinel_settings_are_carried_over() {
     let config = validate(parse(
         r#"
