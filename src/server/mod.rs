@@ -34,6 +34,8 @@ pub struct Ctx {
     pub pinned: PinnedPool,
     /// Cluster mode: the slot map and key table, kept fresh by `Topology::run`.
     pub topology: Option<Arc<crate::cluster::topology::Topology>>,
+    /// Compression settings; `None` when disabled.
+    pub compress: Option<Arc<crate::compress::Compressor>>,
     pub shutdown: Notify,
     shutting_down: AtomicBool,
     next_id: AtomicU64,
@@ -48,6 +50,7 @@ impl Ctx {
             .then(|| crate::cluster::topology::Topology::new(config.clone()));
         Arc::new(Ctx {
             topology,
+            compress: crate::compress::Compressor::new(&config.compression),
             pinned: PinnedPool::new(config.clone()),
             config,
             metrics: Metrics::default(),
