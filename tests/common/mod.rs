@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub mod cluster;
+pub mod compression;
 pub mod corpus;
+pub mod jsongen;
 
 /// How long a server or proxy may take to answer its first PING.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
