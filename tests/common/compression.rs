@@ -66,18 +66,30 @@ pub const KEYS: &[&str] = &["k0", "k1", "k2", "{t}a", "{t}b", "k5"];
 pub const HASHES: &[&str] = &["h0", "h1", "{t}h"];
 pub const FIELDS: &[&str] = &["f0", "f1", "f2", "f3"];
 
-fn key() -> impl Strategy<Value = Vec<u8>> {
-    proptest::sample::select(KEYS).prop_map(s)
+/// The names operations draw from.
+#[derive(Debug, Clone, Copy)]
+pub struct Names {
+    pub keys: &'static [&'static str],
+    pub hashes: &'static [&'static str],
+    pub fields: &'static [&'static str],
 }
-fn hash() -> impl Strategy<Value = Vec<u8>> {
-    proptest::sample::select(HASHES).prop_map(s)
-}
-fn field() -> impl Strategy<Value = Vec<u8>> {
-    proptest::sample::select(FIELDS).prop_map(s)
-}
+
+pub const ALL: Names = Names {
+    keys: KEYS,
+    hashes: HASHES,
+    fields: FIELDS,
+};
 
 /// A write or read of the commands whose values compression touches.
 pub fn data_cmd(min: usize) -> impl Strategy<Value = Cmd> + Clone {
+    data_cmd_on(min, ALL)
+}
+
+/// [`data_cmd`] over the given names.
+pub fn data_cmd_on(min: usize, names: Names) -> impl Strategy<Value = Cmd> + Clone {
+    let key = move || proptest::sample::select(names.keys).prop_map(s);
+    let hash = move || proptest::sample::select(names.hashes).prop_map(s);
+    let field = move || proptest::sample::select(names.fields).prop_map(s);
     let v = value(min);
     prop_oneof![
         4 => (key(), v.clone()).prop_map(|(k, v)| vec![s("SET"), k, v]),
