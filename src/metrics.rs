@@ -17,6 +17,7 @@ pub const UPSTREAM_RECONNECTS: &str = "respite_upstream_reconnects_total";
 pub const COMPRESS_VALUES: &str = "respite_compression_values_compressed_total";
 pub const COMPRESS_BYTES_IN: &str = "respite_compression_bytes_before_total";
 pub const COMPRESS_BYTES_OUT: &str = "respite_compression_bytes_after_total";
+pub const COMPRESS_RATIO: &str = "respite_compression_ratio";
 pub const COMPRESS_RESTORES: &str = "respite_compression_values_restored_total";
 pub const COMPRESS_ERRORS: &str = "respite_compression_errors_total";
 pub const COMPRESS_BYTE_OPS: &str = "respite_compression_byte_ops_emulated_total";
@@ -52,6 +53,15 @@ impl Metrics {
             counter.fetch_add(n, Ordering::Relaxed);
         }
     }
+}
+
+/// Stored bytes per original byte of the values stored compressed (1 before any).
+pub fn compression_ratio(m: &Metrics) -> f64 {
+    let before = get(&m.compress_bytes_in);
+    if before == 0 {
+        return 1.0;
+    }
+    get(&m.compress_bytes_out) as f64 / before as f64
 }
 
 pub fn get(c: &AtomicU64) -> u64 {

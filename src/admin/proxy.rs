@@ -73,6 +73,11 @@ impl AdminState for ProxyAdmin {
             "Stored size (header included) of the values stored compressed.",
             get(&mt.compress_bytes_out),
         );
+        w.gauge(
+            m::COMPRESS_RATIO,
+            "Stored size over original size of the values stored compressed.",
+            m::compression_ratio(mt),
+        );
         w.counter(
             m::COMPRESS_RESTORES,
             "Compressed values restored in replies.",

@@ -72,16 +72,35 @@ struct Failed {
     err: EnvelopeError,
 }
 
-/// True when the reply may hold an envelope: a bulk string's first bytes are
-/// the magic right after its header's line end.
+/// True when some bulk string of the reply starts with the magic. Walks the
+/// reply's tokens, jumping over bulk payloads, so a large value costs no
+/// more than a small one.
 #[inline]
 pub fn may_hold_envelope(reply: &[u8]) -> bool {
-    let mut rest = reply;
-    while let Some(i) = rest.iter().position(|&b| b == 0xF5) {
-        if i > 0 && rest[i - 1] == b'\n' && rest[i..].starts_with(&envelope::MAGIC) {
-            return true;
+    let mut pos = 0;
+    while pos < reply.len() {
+        let t = reply[pos];
+        let Some(eol) = reply[pos + 1..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|i| pos + 1 + i)
+        else {
+            return false;
+        };
+        let after = eol + 1;
+        if matches!(t, b'$' | b'!' | b'=') {
+            let n = parse_int(&reply[pos + 1..eol.saturating_sub(1).max(pos + 1)]).unwrap_or(-1);
+            if n < 0 {
+                pos = after;
+                continue;
+            }
+            if t == b'$' && reply[after..].starts_with(&envelope::MAGIC) {
+                return true;
+            }
+            pos = after + n as usize + 2;
+        } else {
+            pos = after;
         }
-        rest = &rest[i + 1..];
     }
     false
 }
@@ -357,6 +376,20 @@ mod tests {
             let got = restore(Bytes::from(input), &r(shape), &c, &m);
             assert_eq!(&got[..], &want[..], "{shape:?}");
         }
+    }
+
+    #[test]
+    fn finds_envelopes_only_at_the_start_of_bulk_strings() {
+        let e = envelope::pack(&b"abc".repeat(20), 16).unwrap();
+        assert!(may_hold_envelope(&bulk(&e)));
+        assert!(may_hold_envelope(
+            &[&b"*2\r\n$-1\r\n"[..], &bulk(b"x\r\n"), &bulk(&e)].concat()
+        ));
+        assert!(!may_hold_envelope(&bulk(&[b"x", &e[..]].concat())));
+        assert!(!may_hold_envelope(
+            &[&b"%1\r\n+k\r\n:1\r\n"[..], &bulk(b"plain")].concat()
+        ));
+        assert!(!may_hold_envelope(b"$5\r\nab"));
     }
 
     #[test]
