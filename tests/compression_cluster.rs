@@ -134,6 +134,10 @@ fn cluster_replies_match_plain_redis() {
     }
     assert_eq!(compressed, 3);
 
+    // A byte-level command over slots is Redis Cluster's CROSSSLOT error.
+    let lcs = a.cmd_str(&["LCS", "x1", "x2"]);
+    assert!(lcs.starts_with(b"-CROSSSLOT"), "{}", escape(&lcs));
+
     // Byte-level commands, on keys of several slots and on hash-tagged ones.
     for proto in ["2", "3"] {
         let strategy = (

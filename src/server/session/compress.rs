@@ -127,6 +127,22 @@ impl Session {
 
     /// A byte-level command outside a transaction: answered by a task.
     fn byte_op(&mut self, req: &Req, cmd: ByteCmd, alloc: &mut Alloc) -> Flow {
+        if self.cluster.is_some() {
+            // One node runs the whole command: keys of several slots get
+            // Redis Cluster's own error, as without compression.
+            let mut slots = cmd
+                .keys
+                .iter()
+                .chain(cmd.dest.iter())
+                .map(|&i| key_slot(req.arg(i)));
+            let first = slots.next();
+            if slots.any(|s| Some(s) != first) {
+                return self.reply_error(
+                    alloc,
+                    "CROSSSLOT Keys in request don't hash to the same slot",
+                );
+            }
+        }
         let args: Vec<Bytes> = (0..req.argc())
             .map(|i| Bytes::copy_from_slice(req.arg(i)))
             .collect();
