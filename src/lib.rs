@@ -14,6 +14,8 @@
 //! - [`sentinel`]: sentinel mode: find the primary, follow failovers, move connections.
 //! - [`upstream`]: connections to Redis nodes: shared multiplexed ones and pinned ones.
 //! - [`net`]: non-blocking socket reads and writes without wasted syscalls.
+//! - [`compress`]: transparent lz4 compression of values: the stored format,
+//!   request rewriting, reply restoring, byte-level commands.
 //! - [`admin`]: the admin HTTP server (`/health`, `/ready`, `/metrics`).
 //! - [`metrics`]: counters and their exported names.
 #![forbid(unsafe_code)]
@@ -22,6 +24,7 @@ pub mod admin;
 pub mod cli;
 pub mod cluster;
 pub mod command;
+pub mod compress;
 pub mod config;
 pub mod metrics;
 pub mod net;

@@ -14,6 +14,13 @@ pub const PINNED_ACQUIRED: &str = "respite_pinned_connections_acquired_total";
 pub const UPSTREAM_UP: &str = "respite_upstream_up";
 pub const UPSTREAM_REQUESTS: &str = "respite_upstream_requests_total";
 pub const UPSTREAM_RECONNECTS: &str = "respite_upstream_reconnects_total";
+pub const COMPRESS_VALUES: &str = "respite_compression_values_compressed_total";
+pub const COMPRESS_BYTES_IN: &str = "respite_compression_bytes_before_total";
+pub const COMPRESS_BYTES_OUT: &str = "respite_compression_bytes_after_total";
+pub const COMPRESS_RATIO: &str = "respite_compression_ratio";
+pub const COMPRESS_RESTORES: &str = "respite_compression_values_restored_total";
+pub const COMPRESS_ERRORS: &str = "respite_compression_errors_total";
+pub const COMPRESS_BYTE_OPS: &str = "respite_compression_byte_ops_emulated_total";
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -25,6 +32,18 @@ pub struct Metrics {
     pub error_replies: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub pinned_acquired: AtomicU64,
+    /// Values stored lz4-compressed.
+    pub compress_values: AtomicU64,
+    /// Original bytes of the values stored compressed.
+    pub compress_bytes_in: AtomicU64,
+    /// Stored bytes (envelope included) of the values stored compressed.
+    pub compress_bytes_out: AtomicU64,
+    /// Values restored in replies.
+    pub compress_restores: AtomicU64,
+    /// Envelopes that could not be restored, and byte-level commands refused.
+    pub compress_errors: AtomicU64,
+    /// Byte-level commands answered on a compressed value (read, restore, answer).
+    pub compress_byte_ops: AtomicU64,
 }
 
 impl Metrics {
@@ -34,6 +53,15 @@ impl Metrics {
             counter.fetch_add(n, Ordering::Relaxed);
         }
     }
+}
+
+/// Stored bytes per original byte of the values stored compressed (1 before any).
+pub fn compression_ratio(m: &Metrics) -> f64 {
+    let before = get(&m.compress_bytes_in);
+    if before == 0 {
+        return 1.0;
+    }
+    get(&m.compress_bytes_out) as f64 / before as f64
 }
 
 pub fn get(c: &AtomicU64) -> u64 {

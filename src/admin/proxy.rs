@@ -58,6 +58,41 @@ impl AdminState for ProxyAdmin {
             "Pinned upstream connections handed to sessions.",
             get(&mt.pinned_acquired),
         );
+        w.counter(
+            m::COMPRESS_VALUES,
+            "Values stored lz4-compressed.",
+            get(&mt.compress_values),
+        );
+        w.counter(
+            m::COMPRESS_BYTES_IN,
+            "Original size of the values stored compressed.",
+            get(&mt.compress_bytes_in),
+        );
+        w.counter(
+            m::COMPRESS_BYTES_OUT,
+            "Stored size (header included) of the values stored compressed.",
+            get(&mt.compress_bytes_out),
+        );
+        w.gauge(
+            m::COMPRESS_RATIO,
+            "Stored size over original size of the values stored compressed.",
+            m::compression_ratio(mt),
+        );
+        w.counter(
+            m::COMPRESS_RESTORES,
+            "Compressed values restored in replies.",
+            get(&mt.compress_restores),
+        );
+        w.counter(
+            m::COMPRESS_ERRORS,
+            "Compressed values that could not be restored, and byte-level commands refused.",
+            get(&mt.compress_errors),
+        );
+        w.counter(
+            m::COMPRESS_BYTE_OPS,
+            "Byte-level commands answered on compressed values.",
+            get(&mt.compress_byte_ops),
+        );
         // Per upstream node, summed over the workers' shared connections.
         let mut nodes: Vec<(String, bool, u64, u64)> = Vec::new();
         for worker in ctx.workers() {

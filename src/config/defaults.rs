@@ -84,7 +84,7 @@ pub const DEFAULT_COMPRESSION_EXCLUDE: &[&str] = &[];
 pub const DEFAULT_COMPRESSION_MAX_DECOMPRESSED_BYTES: usize = 512 * 1024 * 1024;
 /// The compression envelope's header length (magic, version, codec, length);
 /// `compression.min_size` must leave room for it and some payload.
-pub const COMPRESSION_HEADER_BYTES: usize = 11;
+pub const COMPRESSION_HEADER_BYTES: usize = 9;
 /// Smallest accepted `compression.min_size`.
 pub const MIN_COMPRESSION_MIN_SIZE: usize = 16;
 /// Smallest accepted `limits.max_request_bytes`: a limit lower than this would

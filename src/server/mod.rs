@@ -36,6 +36,8 @@ pub struct Ctx {
     pub topology: Option<Arc<crate::cluster::topology::Topology>>,
     /// Sentinel mode: the current primary, kept fresh by `Sentinel::run`.
     pub sentinel: Option<Arc<crate::sentinel::Sentinel>>,
+    /// Compression settings; `None` when disabled.
+    pub compress: Option<Arc<crate::compress::Compressor>>,
     pub shutdown: Notify,
     shutting_down: AtomicBool,
     next_id: AtomicU64,
@@ -53,6 +55,7 @@ impl Ctx {
         Arc::new(Ctx {
             topology,
             sentinel,
+            compress: crate::compress::Compressor::new(&config.compression),
             pinned: PinnedPool::new(config.clone()),
             config,
             metrics: Metrics::default(),

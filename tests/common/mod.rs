@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub mod cluster;
+pub mod compression;
 pub mod corpus;
+pub mod jsongen;
 pub mod sentinel;
 
 /// How long a server or proxy may take to answer its first PING.

@@ -22,6 +22,7 @@ use std::task::Poll;
 use tokio::net::TcpStream;
 
 mod cluster;
+mod compress;
 mod shard_pubsub;
 
 /// Stop reading from a client whose unwritten replies exceed this.
@@ -133,6 +134,9 @@ pub struct Session {
     shard: Option<Box<shard_pubsub::ShardSubs>>,
     /// Sentinel mode: the primary generation `shared` was taken in.
     node_gen: u64,
+    /// Compression: what each command queued in the open transaction needs
+    /// done to its element of the EXEC reply.
+    comp_tx: Vec<crate::compress::restore::TxEntry>,
     stop: bool,
     stalled: bool,
     eof: bool,
@@ -179,6 +183,7 @@ impl Session {
             cluster_version: 0,
             multi_deferred: false,
             shard: None,
+            comp_tx: Vec::new(),
             stop: false,
             stalled: false,
             eof: false,
@@ -470,13 +475,21 @@ impl Session {
         if self.pinned.as_ref().is_some_and(|p| p.passthrough) {
             return self.handle_passthrough(req, spec.kind, alloc);
         }
-        if self.multi_deferred {
-            return self.deferred_multi(req, spec.kind, alloc);
+        if self.ctx.compress.is_some() {
+            return self.handle_compressed(req, spec.kind, alloc);
         }
-        if spec.kind == Kind::Local(Local::Select) && self.pinned.is_some() {
+        self.route(req, spec.kind, alloc)
+    }
+
+    /// Route one request by its kind (after compression rewrote it, if it did).
+    fn route(&mut self, req: &Req, kind: Kind, alloc: &mut Alloc) -> Flow {
+        if self.multi_deferred {
+            return self.deferred_multi(req, kind, alloc);
+        }
+        if kind == Kind::Local(Local::Select) && self.pinned.is_some() {
             return self.select_pinned(req, alloc);
         }
-        match spec.kind {
+        match kind {
             Kind::Forward => self.forward(req, alloc),
             Kind::Local(l) => self.local(l, req, alloc),
             Kind::Refused(msg) => self.reply_error(alloc, msg),
@@ -904,7 +917,6 @@ impl Session {
     /// requests wait until it has answered, so it is ordered like any command.
     /// `build` runs only when the task starts (after a barrier it runs again
     /// for the same request).
-    #[allow(dead_code)] // used by the tag and compression commands
     fn run_op<F>(&mut self, alloc: &mut Alloc, build: impl FnOnce(&mut Self) -> F) -> Flow
     where
         F: Future<Output = Bytes> + Send + 'static,
