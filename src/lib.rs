@@ -15,6 +15,7 @@
 //! - [`net`]: non-blocking socket reads and writes without wasted syscalls.
 //! - [`admin`]: the admin HTTP server (`/health`, `/ready`, `/metrics`).
 //! - [`metrics`]: counters and their exported names.
+//! - [`tags`]: the tag commands (`TAGSET`, `TAGINVAL`, ...) and their index in Redis.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -27,4 +28,5 @@ pub mod net;
 pub mod protocol;
 pub mod router;
 pub mod server;
+pub mod tags;
 pub mod upstream;

@@ -14,6 +14,9 @@ pub const PINNED_ACQUIRED: &str = "respite_pinned_connections_acquired_total";
 pub const UPSTREAM_UP: &str = "respite_upstream_up";
 pub const UPSTREAM_REQUESTS: &str = "respite_upstream_requests_total";
 pub const UPSTREAM_RECONNECTS: &str = "respite_upstream_reconnects_total";
+pub const TAG_COMMANDS: &str = "respite_tag_commands_total";
+pub const TAG_KEYS_INVALIDATED: &str = "respite_tag_keys_invalidated_total";
+pub const TAG_SWEEP_REMOVED: &str = "respite_tag_sweep_removed_total";
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -25,6 +28,12 @@ pub struct Metrics {
     pub error_replies: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub pinned_acquired: AtomicU64,
+    /// TAGSET, TAGADD, TAGINVAL, TAGKEYS, TAGSOF requests.
+    pub tag_commands: AtomicU64,
+    /// Keys deleted by TAGINVAL.
+    pub tag_keys_invalidated: AtomicU64,
+    /// Index entries of dead keys removed by the background sweep.
+    pub tag_sweep_removed: AtomicU64,
 }
 
 impl Metrics {

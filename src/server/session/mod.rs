@@ -22,6 +22,7 @@ use std::task::Poll;
 use tokio::net::TcpStream;
 
 mod cluster;
+mod tags;
 
 /// Stop reading from a client whose unwritten replies exceed this.
 const WBUF_HIGH: usize = 256 * 1024;
@@ -435,6 +436,9 @@ impl Session {
         if self.pinned.as_ref().is_some_and(|p| p.passthrough) {
             return self.handle_passthrough(req, spec.kind, alloc);
         }
+        if let Kind::Tag(cmd) = spec.kind {
+            return self.tag(cmd, req, alloc);
+        }
         if self.multi_deferred {
             return self.deferred_multi(req, spec.kind, alloc);
         }
@@ -499,6 +503,7 @@ impl Session {
                 _ => self.forward(req, alloc),
             },
             Kind::Passthrough => self.enter_passthrough(req, alloc),
+            Kind::Tag(cmd) => self.tag(cmd, req, alloc),
         }
     }
 
@@ -841,7 +846,6 @@ impl Session {
     /// requests wait until it has answered, so it is ordered like any command.
     /// `build` runs only when the task starts (after a barrier it runs again
     /// for the same request).
-    #[allow(dead_code)] // used by the tag and compression commands
     fn run_op<F>(&mut self, alloc: &mut Alloc, build: impl FnOnce(&mut Self) -> F) -> Flow
     where
         F: Future<Output = Bytes> + Send + 'static,

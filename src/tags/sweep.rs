@@ -1,0 +1,1 @@
+//! The background sweep (placeholder, filled below).
