@@ -20,7 +20,7 @@ use std::time::Duration;
 
 /// Requests in flight per node while invalidating: each may delete up to
 /// `tags.batch` keys, and Redis runs a connection's pipeline back to back.
-const INVAL_DEPTH: usize = 2;
+const INVAL_DEPTH: usize = 1;
 /// Requests in flight per node for small calls (listing pages, confirmations).
 const SMALL_DEPTH: usize = 64;
 /// Attempts for one call across redirects and retries.

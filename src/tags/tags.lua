@@ -153,6 +153,21 @@ local function tagadd(keys, args)
   return out
 end
 
+-- Run a variadic command over `list` in chunks (Lua's unpack is bounded);
+-- the sum of the integer replies.
+local function variadic(cmd, key, list)
+  local sum, i = 0, 1
+  while i <= #list do
+    local part = {}
+    for j = i, math.min(i + 499, #list) do part[#part + 1] = list[j] end
+    local r
+    if key then r = redis.call(cmd, key, unpack(part)) else r = redis.call(cmd, unpack(part)) end
+    if type(r) == 'number' then sum = sum + r end
+    i = i + 500
+  end
+  return sum
+end
+
 -- Deletes up to `batch` keys registered in the entry sets KEYS (one slot).
 -- ARGV: zp, rp, fl, batch. Reply: {deleted, entries left}.
 local function taginval(keys, args)
@@ -161,12 +176,29 @@ local function taginval(keys, args)
   for _, z in ipairs(keys) do
     if n <= 0 then break end
     local members = redis.call('ZRANGE', z, 0, n - 1)
-    for _, m in ipairs(members) do
-      -- The key first: in a slot being migrated it may be elsewhere, and
-      -- the call must fail before the index forgets it.
-      deleted = deleted + redis.call('UNLINK', m)
-      forget(m, zp, rp, fl)
-      redis.call('ZREM', z, m)
+    if #members > 0 then
+      -- The keys first: in a slot being migrated some may be elsewhere, and
+      -- the call must fail before the index forgets them.
+      deleted = deleted + variadic('UNLINK', nil, members)
+      local recs, olds = {}, {}
+      for i, m in ipairs(members) do recs[i] = rp .. m end
+      for i = 1, #recs, 500 do
+        local part = {}
+        for j = i, math.min(i + 499, #recs) do part[#part + 1] = recs[j] end
+        local got = redis.call('MGET', unpack(part))
+        for j = 1, #part do olds[i + j - 1] = got[j] end
+      end
+      local this = string.sub(z, #zp + 1)
+      for i, m in ipairs(members) do
+        for _, t in ipairs(decode(olds[i])) do
+          if t ~= this then
+            redis.call('ZREM', zp .. t, m)
+            emptied(zp, fl, t)
+          end
+        end
+      end
+      variadic('UNLINK', nil, recs)
+      variadic('ZREM', z, members)
     end
     n = n - #members
   end
