@@ -18,9 +18,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Requests in flight per node while invalidating: each may delete up to
-/// `tags.batch` keys, and Redis runs a connection's pipeline back to back.
-const INVAL_DEPTH: usize = 1;
+/// Requests in flight per node in the first round of an invalidation, each
+/// limited to `batch / INVAL_DEPTH` keys (most slots hold few entries); slots
+/// with more left go on one full-batch call at a time. Redis runs a
+/// connection's pipeline back to back, so either way about `tags.batch` keys
+/// are deleted between two chances for other clients.
+const INVAL_DEPTH: usize = 32;
 /// Requests in flight per node for small calls (listing pages, confirmations).
 const SMALL_DEPTH: usize = 64;
 /// Attempts for one call across redirects and retries.
@@ -288,6 +291,29 @@ impl Up {
         self.run(key_slot(&dir), &req).await.map(|_| ())
     }
 
+    /// [`Up::dir_prune`] for many (tag, slot, generation), pipelined.
+    pub async fn dir_prune_many(
+        self: &Arc<Self>,
+        prunes: Vec<(Vec<u8>, u16, Vec<u8>)>,
+    ) -> Result<(), String> {
+        if !self.cluster() || prunes.is_empty() {
+            return Ok(());
+        }
+        let reqs = prunes
+            .iter()
+            .map(|(tag, slot, gen)| {
+                let dir = self.layout.dir(tag);
+                let s = slot.to_string();
+                let req = fcall("respite_tagdirprune", &[&dir], &[s.as_bytes(), gen]);
+                (key_slot(&dir), req)
+            })
+            .collect();
+        for r in self.run_many(reqs, SMALL_DEPTH).await {
+            r?;
+        }
+        Ok(())
+    }
+
     /// Register `slot` in the directories of `pending` tags (bumping their
     /// generation), then mark them confirmed in the slot, so later TAGSETs
     /// there skip this step.
@@ -330,10 +356,17 @@ impl Up {
                 slots.entry(slot).or_default().push((i, gen));
             }
         }
-        let batch = self.batch().to_string();
+        let mut first = self.cluster();
         let mut deleted = 0i64;
         let mut todo: Vec<u16> = slots.keys().copied().collect();
         while !todo.is_empty() {
+            let (depth, limit) = if first {
+                (INVAL_DEPTH, (self.batch() / INVAL_DEPTH).max(1))
+            } else {
+                (1, self.batch())
+            };
+            first = false;
+            let batch = limit.to_string();
             let reqs: Vec<(u16, Bytes)> = todo
                 .iter()
                 .map(|&slot| {
@@ -352,8 +385,9 @@ impl Up {
                     )
                 })
                 .collect();
-            let replies = self.run_many(reqs, INVAL_DEPTH).await;
+            let replies = self.run_many(reqs, depth).await;
             let mut next = Vec::new();
+            let mut prunes = Vec::new();
             for (slot, r) in todo.iter().zip(replies) {
                 let v = r?;
                 let (d, left) = pair(&v)?;
@@ -362,10 +396,11 @@ impl Up {
                     next.push(*slot);
                 } else {
                     for (i, gen) in &slots[slot] {
-                        self.dir_prune(&tags[*i], *slot, gen).await?;
+                        prunes.push((tags[*i].clone(), *slot, gen.clone()));
                     }
                 }
             }
+            self.dir_prune_many(prunes).await?;
             todo = next;
         }
         crate::metrics::Metrics::add(&self.ctx.metrics.tag_keys_invalidated, deleted as u64);
@@ -400,6 +435,7 @@ impl Up {
                 .collect();
             let replies = self.run_many(reqs, SMALL_DEPTH).await;
             let mut next = Vec::new();
+            let mut prunes = Vec::new();
             for ((slot, gen, off), r) in todo.into_iter().zip(replies) {
                 let v = r?;
                 let (read, live) = match v.as_array() {
@@ -416,9 +452,10 @@ impl Up {
                 if read >= n {
                     next.push((slot, gen, off + live.len()));
                 } else if off == 0 && read == 0 {
-                    self.dir_prune(tag, slot, &gen).await?;
+                    prunes.push((tag.to_vec(), slot, gen));
                 }
             }
+            self.dir_prune_many(prunes).await?;
             todo = next;
         }
         Ok(out)
