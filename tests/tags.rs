@@ -260,7 +260,7 @@ fn replies_and_errors_match_set() {
         "{}",
         escape(&docs)
     );
-    assert!(docs.windows(14).any(|w| w == b"$4\r\nTAGS\r\n"));
+    assert!(docs.windows(10).any(|w| w == b"$4\r\nTAGS\r\n"));
     let all = p.cmd_str(&["COMMAND", "DOCS"]);
     assert!(all.windows(14).any(|w| w == b"$8\r\ntaginval\r\n"));
     let direct: i64 = q(&mut conn(redis.port()), &["COMMAND", "COUNT"]).unwrap();
@@ -453,8 +453,9 @@ fn expired_entries_are_swept() {
         let z: i64 = q(r, &["ZCARD", "__respite:t:e"]).unwrap();
         (z, keys(&redis, "__respite:k:*").len())
     };
+    // (On a slow machine the first keys may already be expired and swept.)
     let before = size(&mut r);
-    assert_eq!(before, (n as i64 + 1, n + 1));
+    assert!(before.0 > 1 && before.0 as usize == before.1, "{before:?}");
     let start = Instant::now();
     let after = loop {
         let s = size(&mut r);

@@ -102,7 +102,12 @@ local function tagset(keys, args)
   local tags = {}
   for i = 8, #args do tags[#tags + 1] = args[i] end
   local old = redis.call('SET', keys[2], args[2], 'GET')
-  for i = 1, #tags do redis.call('ZADD', zp .. tags[i], score, key) end
+  -- The record lists exactly the entry sets holding the key, so a rewrite
+  -- with the same tags and no expiry finds its entries in place. (Scores
+  -- are hints: every removal re-checks the key itself.)
+  if old ~= args[2] or score ~= 'inf' then
+    for i = 1, #tags do redis.call('ZADD', zp .. tags[i], score, key) end
+  end
   local pending = unconfirmed(fl, tags)
   if old and old ~= args[2] then
     -- Last, and errors ignored: in a slot being migrated these keys may be
