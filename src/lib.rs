@@ -18,6 +18,7 @@
 //!   request rewriting, reply restoring, byte-level commands.
 //! - [`admin`]: the admin HTTP server (`/health`, `/ready`, `/metrics`).
 //! - [`metrics`]: counters and their exported names.
+//! - [`tags`]: the tag commands (`TAGSET`, `TAGINVAL`, ...) and their index in Redis.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -32,4 +33,5 @@ pub mod protocol;
 pub mod router;
 pub mod sentinel;
 pub mod server;
+pub mod tags;
 pub mod upstream;

@@ -320,6 +320,47 @@ fn byte_level_commands_match_redis() {
 
 /// Byte-level commands inside MULTI: Redis's answer for plain values, an
 /// error naming the key for compressed ones (the value is never corrupted).
+/// BITFIELD on fields wider than 53 bits answers exactly (a Lua number,
+/// a double, could not hold these values), on plain and compressed values.
+#[test]
+fn wide_bitfield_values_are_exact() {
+    let r = RedisServer::start();
+    let (p, _d) = cmp::proxy_with(&r.addr(), &cmp::on(1024), &[]);
+    let mut c = p.conn();
+    let mut direct = r.conn();
+    let big = jsongen::value(3, 4096);
+    for (key, init) in [("absent", None), ("doc", Some(&big))] {
+        if let Some(v) = init {
+            assert_eq!(c.cmd(&[b"SET", key.as_bytes(), v]), b"+OK\r\n");
+            assert_eq!(direct.cmd(&[b"SET", b"ref", v]), b"+OK\r\n");
+        } else {
+            direct.cmd_str(&["DEL", "ref"]);
+        }
+        let ops = [
+            "INCRBY",
+            "u61",
+            "#16",
+            "-81",
+            "GET",
+            "i64",
+            "0",
+            "SET",
+            "i63",
+            "#1",
+            "-4611686018427387905",
+        ];
+        let mut via: Vec<&str> = vec!["BITFIELD", key];
+        via.extend(ops);
+        let mut want: Vec<&str> = vec!["BITFIELD", "ref"];
+        want.extend(ops);
+        assert_eq!(
+            String::from_utf8_lossy(&c.cmd_str(&via)),
+            String::from_utf8_lossy(&direct.cmd_str(&want)),
+            "BITFIELD on {key}"
+        );
+    }
+}
+
 #[test]
 fn byte_level_commands_inside_multi() {
     let r = RedisServer::start();

@@ -93,6 +93,21 @@ impl AdminState for ProxyAdmin {
             "Byte-level commands answered on compressed values.",
             get(&mt.compress_byte_ops),
         );
+        w.counter(
+            m::TAG_COMMANDS,
+            "Tag commands (TAGSET, TAGADD, TAGINVAL, TAGKEYS, TAGSOF) received.",
+            get(&mt.tag_commands),
+        );
+        w.counter(
+            m::TAG_KEYS_INVALIDATED,
+            "Keys deleted by TAGINVAL.",
+            get(&mt.tag_keys_invalidated),
+        );
+        w.counter(
+            m::TAG_SWEEP_REMOVED,
+            "Tag index entries of expired or deleted keys removed by the sweep.",
+            get(&mt.tag_sweep_removed),
+        );
         // Per upstream node, summed over the workers' shared connections.
         let mut nodes: Vec<(String, bool, u64, u64)> = Vec::new();
         for worker in ctx.workers() {

@@ -30,6 +30,8 @@ pub enum Kind {
     Passthrough,
     /// Refused: the proxy cannot offer it.
     Refused(&'static str),
+    /// The tag commands, and `COMMAND` (answered for the tag names).
+    Tag(crate::tags::Cmd),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +96,9 @@ fn build() -> HashMap<&'static [u8], Spec> {
     add("reset", Local(self::Local::Reset));
     add("client", Local(self::Local::Client));
     add("proxy", Local(self::Local::Proxy));
+    for (name, cmd) in crate::tags::COMMANDS {
+        add(name, Tag(cmd));
+    }
     for b in [
         "blpop",
         "brpop",

@@ -228,6 +228,12 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
     if tags.prefix.is_empty() {
         p.add("tags.prefix", "must not be empty");
     }
+    if tags.prefix.contains(['{', '}']) {
+        p.add(
+            "tags.prefix",
+            "must not contain '{' or '}' (the index names slots with hashtags)",
+        );
+    }
     p.at_least("tags.batch", tags.batch, 1);
     p.at_least("tags.sweep_interval_ms", tags.sweep_interval.as_millis(), 1);
     p.at_least("tags.sweep_rate", tags.sweep_rate, 1);

@@ -311,6 +311,9 @@ async fn worker_main(ctx: Arc<Ctx>, worker: Arc<Worker>, listener: std::net::Tcp
     if ctx.topology.is_none() {
         let _ = worker.node().shared(0, crate::protocol::Proto::Resp2, 0);
     }
+    if worker.index == 0 {
+        tokio::spawn(crate::tags::sweep::run(ctx.clone(), worker.clone()));
+    }
     let local_tasks = Arc::new(AtomicUsize::new(0));
     let mut shutdown = std::pin::pin!(ctx.shutdown.notified());
     loop {

@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 mod cluster;
 mod compress;
 mod shard_pubsub;
+mod tags;
 
 /// Stop reading from a client whose unwritten replies exceed this.
 const WBUF_HIGH: usize = 256 * 1024;
@@ -475,6 +476,9 @@ impl Session {
         if self.pinned.as_ref().is_some_and(|p| p.passthrough) {
             return self.handle_passthrough(req, spec.kind, alloc);
         }
+        if let Kind::Tag(cmd) = spec.kind {
+            return self.tag(cmd, req, alloc);
+        }
         if self.ctx.compress.is_some() {
             return self.handle_compressed(req, spec.kind, alloc);
         }
@@ -547,6 +551,7 @@ impl Session {
                 _ => self.forward(req, alloc),
             },
             Kind::Passthrough => self.enter_passthrough(req, alloc),
+            Kind::Tag(cmd) => self.tag(cmd, req, alloc),
         }
     }
 

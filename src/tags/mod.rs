@@ -1,0 +1,73 @@
+//! Tags: invalidate every key about one thing with one command.
+//!
+//! `TAGSET key value [EX|PX|EXAT|PXAT|KEEPTTL] [NX|XX] TAGS tag ...` stores a
+//! value as `SET` does and registers the key under its tags; `TAGINVAL tag
+//! ...` deletes every key registered under any of them; `TAGKEYS`, `TAGSOF`
+//! and `TAGADD` read and extend the index. The contract (syntax, replies, the
+//! five guarantees) is `../shared/DESIGN.md`, "Tags"; docs/DESIGN.md says how
+//! this module keeps it.
+//!
+//! - [`layout`]: index key names; a key's entries live in the key's slot.
+//! - [`lua`]: the Redis functions that change the index atomically per slot.
+//! - [`parse`]: arguments and Redis-worded errors.
+//! - [`ops`]: the multi-call commands, run by a task (invalidate, list, add).
+//! - [`sweep`]: the rate-limited background prune of dead entries.
+//! - [`meta`]: `COMMAND INFO` / `COMMAND DOCS` for the tag commands.
+//!
+//! The session side (which connection, fast path for `TAGSET`) is
+//! `server/session/tags.rs`.
+
+pub mod layout;
+pub mod lua;
+pub mod meta;
+pub mod ops;
+pub mod parse;
+pub mod sweep;
+
+/// A tag command (or `COMMAND`, answered for the tag names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmd {
+    Set,
+    Add,
+    Inval,
+    Keys,
+    Of,
+    Command,
+}
+
+/// Names the command table routes here.
+pub const COMMANDS: [(&str, Cmd); 6] = [
+    ("tagset", Cmd::Set),
+    ("tagadd", Cmd::Add),
+    ("taginval", Cmd::Inval),
+    ("tagkeys", Cmd::Keys),
+    ("tagsof", Cmd::Of),
+    ("command", Cmd::Command),
+];
+
+/// Test hook, selected by the environment variable
+/// `RESPITE_TAGS_BROKEN_ORDER=1`: `TAGSET` registers the key *before*
+/// writing it (in a separate call, as hand-made tag schemes do), and cluster
+/// confirmations pause between directory and flag. Exists so the race test
+/// can show it catches a lost registration; never set it in production.
+pub fn broken_order() -> bool {
+    static BROKEN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *BROKEN.get_or_init(|| std::env::var("RESPITE_TAGS_BROKEN_ORDER").is_ok_and(|v| v == "1"))
+}
+
+/// The value bytes `TAGSET` stores: the one place a value passes on its way
+/// to Redis, so value transforms (compression) apply to `TAGSET` as to `SET`.
+pub fn stored_value<'a>(
+    ctx: &crate::server::Ctx,
+    key: &[u8],
+    value: &'a [u8],
+) -> std::borrow::Cow<'a, [u8]> {
+    match ctx
+        .compress
+        .as_ref()
+        .and_then(|c| c.pack(key, value, &ctx.metrics))
+    {
+        Some(packed) => std::borrow::Cow::Owned(packed),
+        None => std::borrow::Cow::Borrowed(value),
+    }
+}

@@ -1,0 +1,209 @@
+//! The tag commands in cluster mode against a real Redis Cluster: keys over
+//! every slot under one tag, TAGINVAL removes them all (directory included);
+//! after a reshard of slots holding tagged keys, TAGINVAL still finds every
+//! key; TAGSET racing TAGINVAL (with directory pruning) loses nothing.
+
+mod common;
+
+use common::cluster::RedisCluster;
+use common::*;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn cluster_proxy(cluster: &RedisCluster) -> Proxy {
+    let mut args = Proxy::default_args(&cluster.seed_addr());
+    args.extend(["--mode".to_string(), "cluster".to_string()]);
+    let proxy = Proxy::start_args(args);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut c = proxy.conn();
+    while !c.cmd_str(&["DBSIZE"]).starts_with(b":") {
+        assert!(Instant::now() < deadline, "no slot map\n{}", proxy.log());
+        thread::sleep(Duration::from_millis(50));
+    }
+    proxy
+}
+
+/// One key name per slot.
+fn key_per_slot(prefix: &str) -> Vec<String> {
+    (0..16384u16)
+        .map(|s| format!("{prefix}{{{}}}", respite::tags::layout::hashtag(s)))
+        .collect()
+}
+
+fn tagset_all(c: &mut RawConn, keys: &[String], tags: &[&str]) {
+    for chunk in keys.chunks(1000) {
+        let mut buf = Vec::new();
+        for k in chunk {
+            let mut args = vec!["TAGSET", k.as_str(), "v", "TAGS"];
+            args.extend(tags);
+            buf.extend(encode_str(&args));
+        }
+        c.send(&buf);
+        for _ in chunk {
+            let r = c.read_reply();
+            assert_eq!(r, b"+OK\r\n", "{}", escape(&r));
+        }
+    }
+}
+
+fn int(r: &[u8]) -> i64 {
+    std::str::from_utf8(&r[1..r.len() - 2])
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Keys (through the proxy's KEYS, which asks every primary).
+fn keys(c: &mut RawConn, pattern: &str) -> HashSet<String> {
+    let r = c.cmd_str(&["KEYS", pattern]);
+    let (frames, _) = split_frames(&r).unwrap();
+    let mut out = HashSet::new();
+    // An array reply: parse the bulk strings after the header.
+    let text = &frames[0];
+    let mut pos = text.iter().position(|&b| b == b'\n').unwrap() + 1;
+    while pos < text.len() {
+        let end = pos + text[pos..].iter().position(|&b| b == b'\r').unwrap();
+        let n: usize = std::str::from_utf8(&text[pos + 1..end])
+            .unwrap()
+            .parse()
+            .unwrap();
+        out.insert(String::from_utf8_lossy(&text[end + 2..end + 2 + n]).into_owned());
+        pos = end + 2 + n + 2;
+    }
+    out
+}
+
+fn index_keys(c: &mut RawConn) -> HashSet<String> {
+    let mut k = keys(c, "__respite:*");
+    k.remove("__respite:sweep");
+    k
+}
+
+#[test]
+fn every_slot_under_one_tag_then_reshard_then_taginval() {
+    let mut cluster = RedisCluster::start(3, 0);
+    let proxy = cluster_proxy(&cluster);
+    let mut c = proxy.conn();
+    let all = key_per_slot("k:");
+    tagset_all(&mut c, &all, &["all", "other"]);
+    let listed = c.cmd_str(&["TAGKEYS", "all"]);
+    assert!(
+        listed.starts_with(b"*16384\r\n"),
+        "{}",
+        escape(&listed[..40])
+    );
+    let t = Instant::now();
+    let n = c.cmd_str(&["TAGINVAL", "all"]);
+    eprintln!(
+        "TAGINVAL over 16384 slots: {} in {:?}",
+        escape(&n),
+        t.elapsed()
+    );
+    assert_eq!(int(&n), 16384);
+    assert!(keys(&mut c, "k:*").is_empty());
+    // The other tag's entries went with the keys; the index is empty.
+    assert_eq!(c.cmd_str(&["TAGKEYS", "other"]), b"*0\r\n");
+    assert_eq!(index_keys(&mut c), HashSet::new());
+
+    // Tag again, move 1000 slots holding tagged keys, invalidate.
+    tagset_all(&mut c, &all, &["all"]);
+    let view = cluster.view();
+    let primaries = view.primaries();
+    cluster.reshard(primaries[0], primaries[1], 1000);
+    let t = Instant::now();
+    let n = c.cmd_str(&["TAGINVAL", "all"]);
+    eprintln!(
+        "TAGINVAL after reshard: {} in {:?}",
+        escape(&n),
+        t.elapsed()
+    );
+    assert_eq!(int(&n), 16384);
+    assert!(keys(&mut c, "k:*").is_empty());
+    assert_eq!(index_keys(&mut c), HashSet::new());
+
+    // TAGADD / TAGSOF in cluster mode.
+    assert_eq!(c.cmd_str(&["SET", "plain", "1"]), b"+OK\r\n");
+    assert_eq!(c.cmd_str(&["TAGADD", "plain", "x", "y"]), b":2\r\n");
+    assert_eq!(
+        escape(&c.cmd_str(&["TAGSOF", "plain"])),
+        escape(b"*2\r\n$1\r\nx\r\n$1\r\ny\r\n")
+    );
+    assert_eq!(c.cmd_str(&["TAGINVAL", "y"]), b":1\r\n");
+    // x's entry went with the key; its directory slot goes when x is next
+    // listed (or swept).
+    assert_eq!(c.cmd_str(&["TAGKEYS", "x"]), b"*0\r\n");
+    assert_eq!(index_keys(&mut c), HashSet::new());
+}
+
+#[test]
+fn cluster_race_tagset_against_taginval_loses_nothing() {
+    let cluster = RedisCluster::start(3, 0);
+    let proxy = cluster_proxy(&cluster);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sets = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for w in 0..8u64 {
+        let (stop, sets, port) = (stop.clone(), sets.clone(), proxy.port());
+        writers.push(thread::spawn(move || {
+            let mut c = RawConn::connect(port);
+            let mut x: u64 = 0x2545_F491_4F6C_DD1D ^ (w + 1);
+            while !stop.load(Ordering::Relaxed) {
+                let mut buf = Vec::new();
+                for _ in 0..16 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let k = format!("race:{}", x % 3000);
+                    buf.extend(encode_str(&["TAGSET", &k, "v", "TAGS", "t"]));
+                }
+                c.send(&buf);
+                for _ in 0..16 {
+                    let r = c.read_reply();
+                    assert_eq!(r, b"+OK\r\n", "{}", escape(&r));
+                }
+                sets.fetch_add(16, Ordering::Relaxed);
+            }
+        }));
+    }
+    let invals = Arc::new(AtomicU64::new(0));
+    let inval = {
+        let (stop, invals, port) = (stop.clone(), invals.clone(), proxy.port());
+        thread::spawn(move || {
+            let mut c = RawConn::connect(port);
+            while !stop.load(Ordering::Relaxed) {
+                let r = c.cmd_str(&["TAGINVAL", "t"]);
+                assert!(r.starts_with(b":"), "{}", escape(&r));
+                invals.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    thread::sleep(Duration::from_secs(4));
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    inval.join().unwrap();
+    let mut c = proxy.conn();
+    let live = keys(&mut c, "race:*");
+    let listed = c.cmd_str(&["TAGKEYS", "t"]);
+    let missing: Vec<&String> = live
+        .iter()
+        .filter(|k| {
+            let needle = format!("${}\r\n{}\r\n", k.len(), k);
+            !listed.windows(needle.len()).any(|w| w == needle.as_bytes())
+        })
+        .collect();
+    let (s, i) = (sets.load(Ordering::Relaxed), invals.load(Ordering::Relaxed));
+    eprintln!(
+        "cluster race: {s} TAGSETs, {i} TAGINVALs, {} live, {} lost",
+        live.len(),
+        missing.len()
+    );
+    assert!(missing.is_empty(), "{missing:?}");
+    assert!(int(&c.cmd_str(&["TAGINVAL", "t"])) >= 0);
+    assert!(keys(&mut c, "race:*").is_empty());
+    assert!(s > 2000 && i > 10, "too few iterations: {s} / {i}");
+}
