@@ -13,6 +13,8 @@
 //! - [`cluster`]: Redis Cluster's key space: hash slots, the slot map, redirections.
 //! - [`upstream`]: connections to Redis nodes: shared multiplexed ones and pinned ones.
 //! - [`net`]: non-blocking socket reads and writes without wasted syscalls.
+//! - [`stats`]: per-key heavy hitters, per-command counters and latency
+//!   histograms; `KEYSTATS`, `HOTKEYS`, `PROXY INFO`.
 //! - [`admin`]: the admin HTTP server (`/health`, `/ready`, `/metrics`).
 //! - [`metrics`]: counters and their exported names.
 #![forbid(unsafe_code)]
@@ -27,4 +29,5 @@ pub mod net;
 pub mod protocol;
 pub mod router;
 pub mod server;
+pub mod stats;
 pub mod upstream;

@@ -14,6 +14,22 @@ pub const PINNED_ACQUIRED: &str = "respite_pinned_connections_acquired_total";
 pub const UPSTREAM_UP: &str = "respite_upstream_up";
 pub const UPSTREAM_REQUESTS: &str = "respite_upstream_requests_total";
 pub const UPSTREAM_RECONNECTS: &str = "respite_upstream_reconnects_total";
+// Statistics (`crate::stats`). Labels: `cmd` (a command name from the fixed
+// command table, or `other`), `node` (upstream address). Never a key.
+pub const UPSTREAM_CONNECTIONS: &str = "respite_upstream_connections";
+pub const UPSTREAM_INFLIGHT: &str = "respite_upstream_inflight_requests";
+pub const UPSTREAM_DURATION: &str = "respite_upstream_batch_duration_seconds";
+pub const COMMAND_CALLS: &str = "respite_command_calls_total";
+pub const COMMAND_ERRORS: &str = "respite_command_errors_total";
+pub const COMMAND_DURATION: &str = "respite_command_duration_seconds";
+pub const KEYSPACE_HITS: &str = "respite_keyspace_hits_total";
+pub const KEYSPACE_MISSES: &str = "respite_keyspace_misses_total";
+pub const KEY_READS: &str = "respite_key_reads_total";
+pub const KEY_WRITES: &str = "respite_key_writes_total";
+pub const STATS_TRACKED_KEYS: &str = "respite_stats_tracked_keys";
+pub const STATS_EVICTIONS: &str = "respite_stats_evicted_keys_total";
+pub const STATS_MEMORY: &str = "respite_stats_memory_bytes";
+pub const UPTIME: &str = "respite_uptime_seconds";
 
 #[derive(Debug, Default)]
 pub struct Metrics {

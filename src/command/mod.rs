@@ -44,6 +44,8 @@ pub enum Local {
     Client,
     /// The proxy's own admin commands (`PROXY NODES`, ...).
     Proxy,
+    /// `KEYSTATS` and `HOTKEYS` (statistics).
+    Stats,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +96,8 @@ fn build() -> HashMap<&'static [u8], Spec> {
     add("reset", Local(self::Local::Reset));
     add("client", Local(self::Local::Client));
     add("proxy", Local(self::Local::Proxy));
+    add("keystats", Local(self::Local::Stats));
+    add("hotkeys", Local(self::Local::Stats));
     for b in [
         "blpop",
         "brpop",

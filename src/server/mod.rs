@@ -30,6 +30,7 @@ use tokio::sync::Notify;
 pub struct Ctx {
     pub config: Arc<Config>,
     pub metrics: Metrics,
+    pub stats: Arc<crate::stats::Stats>,
     pub clients: DashMap<u64, Arc<ClientMeta>>,
     pub pinned: PinnedPool,
     /// Cluster mode: the slot map and key table, kept fresh by `Topology::run`.
@@ -49,6 +50,7 @@ impl Ctx {
         Arc::new(Ctx {
             topology,
             pinned: PinnedPool::new(config.clone()),
+            stats: Arc::new(crate::stats::Stats::new(&config.stats, config.workers)),
             config,
             metrics: Metrics::default(),
             clients: DashMap::new(),

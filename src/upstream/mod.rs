@@ -27,6 +27,7 @@ pub fn options(config: &Config, addr: &str, db: u32, proto: Proto, reconnect: bo
         db,
         proto,
         reconnect,
+        latency_buckets_us: config.stats.latency_buckets_us.clone().into(),
     }
 }
 

@@ -22,6 +22,7 @@ use std::task::Poll;
 use tokio::net::TcpStream;
 
 mod cluster;
+mod stats;
 
 /// Stop reading from a client whose unwritten replies exceed this.
 const WBUF_HIGH: usize = 256 * 1024;
@@ -126,6 +127,8 @@ pub struct Session {
     cluster_proto: Proto,
     /// Cluster mode: MULTI was answered but no command has chosen the node yet.
     multi_deferred: bool,
+    /// Statistics of this session's requests (`None`: stats disabled).
+    stats: Option<Box<crate::stats::Recorder>>,
     stop: bool,
     stalled: bool,
     eof: bool,
@@ -141,6 +144,7 @@ impl Session {
         let limits = &ctx.config.limits;
         let authed = ctx.config.auth.password.is_none() && ctx.config.auth.users.is_empty();
         let topology = ctx.topology.clone();
+        let stats = ctx.stats.recorder(worker.index, meta.id);
         Session {
             parser: RequestParser::new(limits.max_request_bytes, limits.max_request_args),
             st: State {
@@ -167,6 +171,7 @@ impl Session {
             cluster_conns: std::collections::HashMap::new(),
             cluster_proto: Proto::Resp2,
             multi_deferred: false,
+            stats,
             stop: false,
             stalled: false,
             eof: false,
@@ -188,23 +193,31 @@ impl Session {
             let wbuf = &mut self.wbuf;
             let mut exec_db = None;
             let mut upstream_failed = false;
-            let drained = self.queue.drain(&waker, |b, after| {
-                match b.first() {
-                    Some(b'-') => {
-                        errors += 1;
-                        if b.starts_with(b"-ERR upstream ") {
-                            upstream_failed = true;
-                        }
+            // The sink may hold the stats shard's lock: it must not live across an await.
+            let drained = {
+                let mut stats = self.stats.as_deref_mut().map(|s| s.sink());
+                let d = self.queue.drain(&waker, |b, after| {
+                    if let Some(s) = &mut stats {
+                        s.reply(&b);
                     }
-                    Some(b'*') if b.get(1) != Some(&b'-') => {
-                        if let After::ExecSelect(db) = after {
-                            exec_db = Some(db);
+                    match b.first() {
+                        Some(b'-') => {
+                            errors += 1;
+                            if b.starts_with(b"-ERR upstream ") {
+                                upstream_failed = true;
+                            }
                         }
+                        Some(b'*') if b.get(1) != Some(&b'-') => {
+                            if let After::ExecSelect(db) = after {
+                                exec_db = Some(db);
+                            }
+                        }
+                        _ => {}
                     }
-                    _ => {}
-                }
-                wbuf.extend_from_slice(&b);
-            });
+                    wbuf.extend_from_slice(&b);
+                });
+                d
+            };
             let (pending, close) = (drained.remaining, drained.close);
             if upstream_failed {
                 if let Some(t) = &self.cluster {
@@ -333,6 +346,9 @@ impl Session {
         // session changes; RequestParser::new(0, 0) does not allocate.
         let mut parser = std::mem::replace(&mut self.parser, RequestParser::new(0, 0));
         let mut n_cmds = 0u64;
+        if let Some(s) = &mut self.stats {
+            s.begin_batch();
+        }
         loop {
             match parser.parse(&rbuf) {
                 Ok(Parsed::Frame { len }) => {
@@ -340,7 +356,7 @@ impl Session {
                         raw: &rbuf[..len],
                         spans: parser.spans(),
                     };
-                    let flow = self.handle(&req, &mut alloc);
+                    let flow = self.handle_counted(&req, &mut alloc);
                     if self.after_request(flow, &mut rbuf, len, &mut n_cmds) {
                         break;
                     }
@@ -357,7 +373,7 @@ impl Session {
                         raw: &raw,
                         spans: p.spans(),
                     };
-                    let flow = self.handle(&req, &mut alloc);
+                    let flow = self.handle_counted(&req, &mut alloc);
                     if self.after_request(flow, &mut rbuf, len, &mut n_cmds) {
                         break;
                     }
