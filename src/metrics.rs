@@ -52,6 +52,34 @@ impl Metrics {
     }
 }
 
+/// Something that is both logged and counted. Both happen in
+/// [`Metrics::event`], so the log and the counter cannot disagree.
+pub enum Event<'a> {
+    /// A client sent malformed RESP; its connection closes.
+    ProtocolError {
+        client: u64,
+        error: &'a dyn std::fmt::Display,
+    },
+    /// A connection refused by `limits.max_clients`.
+    ConnectionRejected { peer: std::net::SocketAddr },
+}
+
+impl Metrics {
+    /// Log and count `e`.
+    pub fn event(&self, e: Event<'_>) {
+        match e {
+            Event::ProtocolError { client, error } => {
+                Self::add(&self.protocol_errors, 1);
+                tracing::debug!(client, error = %error, "protocol error");
+            }
+            Event::ConnectionRejected { peer } => {
+                Self::add(&self.connections_rejected, 1);
+                tracing::debug!(%peer, "connection rejected: max number of clients reached");
+            }
+        }
+    }
+}
+
 pub fn get(c: &AtomicU64) -> u64 {
     c.load(Ordering::Relaxed)
 }

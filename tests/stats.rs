@@ -733,6 +733,20 @@ fn metrics_and_proxy_info_agree() {
             "{name} not documented in README.md"
         );
     }
+    // The Grafana dashboard only queries families that exist.
+    let dash = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docker/grafana-dashboard.json"
+    ))
+    .unwrap();
+    for (i, _) in dash.match_indices("respite_") {
+        let name: String = dash[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let fam = name.strip_suffix("_bucket").unwrap_or(&name);
+        assert!(fams.contains_key(fam), "dashboard queries unknown {name}");
+    }
     assert_eq!(sample(&fams, "respite_keyspace_hits_total", None), 20.0);
     assert_eq!(sample(&fams, "respite_keyspace_misses_total", None), 10.0);
     assert_eq!(

@@ -283,7 +283,8 @@ fn accept(
     let count = ctx.client_count.fetch_add(1, Ordering::AcqRel) + 1;
     if count > ctx.config.limits.max_clients {
         ctx.client_count.fetch_sub(1, Ordering::AcqRel);
-        Metrics::add(&ctx.metrics.connections_rejected, 1);
+        ctx.metrics
+            .event(crate::metrics::Event::ConnectionRejected { peer });
         // As Redis does: one error line, then close.
         let _ = stream.try_write(b"-ERR max number of clients reached\r\n");
         return;

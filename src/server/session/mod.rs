@@ -9,7 +9,7 @@ use super::local;
 use super::replies::{After, Alloc, ReplyQueue, WHOLE};
 use super::{ClientMeta, Ctx, Worker};
 use crate::command::{self, Kind, Local, Tx};
-use crate::metrics::Metrics;
+use crate::metrics::{Event, Metrics};
 use crate::net;
 use crate::protocol::{encode, Parsed, Proto, RequestParser};
 use crate::upstream::conn::{Conn, Target};
@@ -386,8 +386,10 @@ impl Session {
                     break;
                 }
                 Err(e) => {
-                    Metrics::add(&self.ctx.metrics.protocol_errors, 1);
-                    tracing::debug!(client = self.st.id, error = %e, "protocol error");
+                    self.ctx.metrics.event(Event::ProtocolError {
+                        client: self.st.id,
+                        error: &e,
+                    });
                     let mut b = BytesMut::new();
                     encode::error(&mut b, &format!("ERR {e}"));
                     alloc.ready(b.freeze(), After::Close);
