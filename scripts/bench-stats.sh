@@ -23,7 +23,8 @@ cleanup() {
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-pin() { if [ "$PIN" = 1 ]; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
+# Runs in the background as `pin CPU cmd... &`: exec, so $! is the command itself.
+pin() { if [ "$PIN" = 1 ]; then exec taskset -c "$1" "${@:2}"; else exec "${@:2}"; fi; }
 
 RP=$(free_port)
 pin 0 redis-server --port "$RP" --save "" --appendonly no --logfile "$WORK/redis.log" &
