@@ -166,7 +166,19 @@ fn start_proxy(redis: &RedisServer, extra: &[&str], toml: &str) -> (Proxy, u16) 
 }
 
 fn http_get(port: u16, path: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // The admin listener starts next to the proxy's: retry briefly.
+    let mut tries = 0;
+    let mut s = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) if tries < 50 => {
+                tries += 1;
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("admin port {port}: {e}"),
+        }
+    };
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
@@ -899,6 +911,9 @@ fn metrics_and_proxy_info_agree() {
         field("batches"),
         sample(&fams, "respite_upstream_batch_duration_seconds_count", l)
     );
+    // The admin JSON of hot keys.
+    let json = http_get(admin, "/hotkeys");
+    assert!(json.starts_with("{\"keys\":[{\"key\":\"m:"), "{json}");
     // One section by name; unknown names give nothing, as in Redis.
     let (sections, _) = parse_info(&info(&mut c, Some("CLIENTS")));
     assert_eq!(sections, ["Clients"]);

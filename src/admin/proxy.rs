@@ -14,6 +14,14 @@ impl AdminState for ProxyAdmin {
         self.0.ready()
     }
 
+    fn render_hotkeys(&self, out: &mut String) -> bool {
+        if !self.0.stats.enabled {
+            return false;
+        }
+        crate::stats::hotkeys_json(&self.0.stats, out);
+        true
+    }
+
     fn render_metrics(&self, out: &mut String) {
         let ctx = &self.0;
         let mt = &ctx.metrics;

@@ -302,6 +302,39 @@ impl Stats {
     }
 }
 
+/// Hot keys for the admin endpoint `/hotkeys`: the top 100 by requests, as
+/// `{"keys":[{"key":"...","ops":N,"reads":N,...},...]}`. Keys that are not
+/// UTF-8 are shown with U+FFFD for the bad bytes.
+pub fn hotkeys_json(stats: &Stats, out: &mut String) {
+    use std::fmt::Write;
+    out.push_str("{\"keys\":[");
+    for (key, _) in stats.hotkeys(100, By::Ops) {
+        let Some(c) = stats.key(&key) else {
+            continue;
+        };
+        if !out.ends_with('[') {
+            out.push(',');
+        }
+        out.push_str("{\"key\":\"");
+        for ch in String::from_utf8_lossy(&key).chars() {
+            match ch {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if (c as u32) < 0x20 => {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        let _ = write!(
+            out,
+            "\",\"ops\":{},\"reads\":{},\"writes\":{},\"hits\":{},\"misses\":{},\"bytes_in\":{},\"bytes_out\":{},\"last_access_ms\":{}}}",
+            c.ops, c.reads, c.writes, c.hits, c.misses, c.bytes_in, c.bytes_out, c.last_access_ms
+        );
+    }
+    out.push_str("]}\n");
+}
+
 /// A session's side of statistics.
 #[derive(Debug)]
 pub struct Recorder {
@@ -589,6 +622,13 @@ mod tests {
         assert_eq!((b.hits, b.misses), (0, 2));
         let c = stats.key(b"c").unwrap();
         assert_eq!((c.hits, c.misses), (1, 0));
+        let mut json = String::new();
+        hotkeys_json(&stats, &mut json);
+        assert!(
+            json.starts_with("{\"keys\":[{\"key\":\"a\",\"ops\":4,\"reads\":3,"),
+            "{json}"
+        );
+        assert!(json.ends_with("}]}\n"));
         let t = stats.totals();
         // EXISTS a b = 1: one hit and one miss in total, unknown per key.
         assert_eq!((t.hits, t.misses), (4, 3));
