@@ -146,7 +146,9 @@ fn parse_info(text: &str) -> (Vec<String>, HashMap<String, String>) {
     (sections, fields)
 }
 
-fn start_proxy(redis: &RedisServer, extra: &[&str], toml: &str) -> (Proxy, u16) {
+/// A proxy with an admin port and `toml` as its config file (the returned
+/// directory holds the file; keep it alive with the proxy).
+fn start_proxy(redis: &RedisServer, extra: &[&str], toml: &str) -> (Proxy, u16, tempfile::TempDir) {
     let admin = free_port();
     let mut args = Proxy::default_args(&redis.addr());
     let i = args.iter().position(|a| a == "--admin").unwrap();
@@ -158,11 +160,11 @@ fn start_proxy(redis: &RedisServer, extra: &[&str], toml: &str) -> (Proxy, u16) 
         }
     }
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.keep().join("proxy.toml");
+    let path = dir.path().join("proxy.toml");
     std::fs::write(&path, toml).unwrap();
     args.push("--config".into());
     args.push(path.to_string_lossy().into_owned());
-    (Proxy::start_args(args), admin)
+    (Proxy::start_args(args), admin, dir)
 }
 
 fn http_get(port: u16, path: &str) -> String {
@@ -376,7 +378,7 @@ fn sample(fams: &BTreeMap<String, Family>, name: &str, label: Option<(&str, &str
 #[test]
 fn hit_and_miss_counts_are_exact() {
     let redis = RedisServer::start();
-    let (proxy, _) = start_proxy(&redis, &["--workers", "2"], "");
+    let (proxy, _, _dir) = start_proxy(&redis, &["--workers", "2"], "");
     // Two connections: with two workers they may land on different shards.
     let mut conns = [proxy.conn(), proxy.conn()];
     let mut hello = proxy.conn();
@@ -604,7 +606,7 @@ fn zipf_hot_keys_in_bounded_memory() {
     const CONNS: usize = 4;
     const PIPELINE: usize = 2000;
     let redis = RedisServer::start();
-    let (proxy, _) = start_proxy(&redis, &["--workers", "2"], "[stats]\nmax_keys = 10000\n");
+    let (proxy, _, _dir) = start_proxy(&redis, &["--workers", "2"], "[stats]\nmax_keys = 10000\n");
     let mut c = proxy.conn();
     assert_eq!(cmd(&mut c, &["PING"]), V::Str(b"PONG".to_vec()));
     let rss_before = proxy.rss_kb();
@@ -717,7 +719,7 @@ const FAMILIES: &[(&str, &str)] = &[
 #[test]
 fn metrics_and_proxy_info_agree() {
     let redis = RedisServer::start_with(&["--enable-debug-command", "yes"]);
-    let (proxy, admin) = start_proxy(&redis, &["--workers", "2"], "");
+    let (proxy, admin, _dir) = start_proxy(&redis, &["--workers", "2"], "");
     let mut c = proxy.conn();
     for i in 0..20 {
         c.send(&encode_str(&["SET", &format!("m:{i}"), "v"]));
@@ -928,7 +930,7 @@ fn metrics_and_proxy_info_agree() {
 #[test]
 fn disabled_statistics() {
     let redis = RedisServer::start();
-    let (proxy, admin) = start_proxy(&redis, &[], "[stats]\nenabled = false\n");
+    let (proxy, admin, _dir) = start_proxy(&redis, &[], "[stats]\nenabled = false\n");
     let mut c = proxy.conn();
     assert_eq!(cmd(&mut c, &["GET", "x"]), V::Nil);
     let disabled = V::Err("ERR statistics are disabled (stats.enabled = false)".into());
