@@ -16,6 +16,8 @@
 //! - [`net`]: non-blocking socket reads and writes without wasted syscalls.
 //! - [`compress`]: transparent lz4 compression of values: the stored format,
 //!   request rewriting, reply restoring, byte-level commands.
+//! - [`stats`]: per-key heavy hitters, per-command counters and latency
+//!   histograms; `KEYSTATS`, `HOTKEYS`, `PROXY INFO`.
 //! - [`admin`]: the admin HTTP server (`/health`, `/ready`, `/metrics`).
 //! - [`metrics`]: counters and their exported names.
 //! - [`tags`]: the tag commands (`TAGSET`, `TAGINVAL`, ...) and their index in Redis.
@@ -33,5 +35,6 @@ pub mod protocol;
 pub mod router;
 pub mod sentinel;
 pub mod server;
+pub mod stats;
 pub mod tags;
 pub mod upstream;

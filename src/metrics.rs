@@ -24,6 +24,22 @@ pub const COMPRESS_BYTE_OPS: &str = "respite_compression_byte_ops_emulated_total
 pub const TAG_COMMANDS: &str = "respite_tag_commands_total";
 pub const TAG_KEYS_INVALIDATED: &str = "respite_tag_keys_invalidated_total";
 pub const TAG_SWEEP_REMOVED: &str = "respite_tag_sweep_removed_total";
+// Statistics (`crate::stats`). Labels: `cmd` (a command name from the fixed
+// command table, or `other`), `node` (upstream address). Never a key.
+pub const UPSTREAM_CONNECTIONS: &str = "respite_upstream_connections";
+pub const UPSTREAM_INFLIGHT: &str = "respite_upstream_inflight_requests";
+pub const UPSTREAM_DURATION: &str = "respite_upstream_batch_duration_seconds";
+pub const COMMAND_CALLS: &str = "respite_command_calls_total";
+pub const COMMAND_ERRORS: &str = "respite_command_errors_total";
+pub const COMMAND_DURATION: &str = "respite_command_duration_seconds";
+pub const KEYSPACE_HITS: &str = "respite_keyspace_hits_total";
+pub const KEYSPACE_MISSES: &str = "respite_keyspace_misses_total";
+pub const KEY_READS: &str = "respite_key_reads_total";
+pub const KEY_WRITES: &str = "respite_key_writes_total";
+pub const STATS_TRACKED_KEYS: &str = "respite_stats_tracked_keys";
+pub const STATS_EVICTIONS: &str = "respite_stats_evicted_keys_total";
+pub const STATS_MEMORY: &str = "respite_stats_memory_bytes";
+pub const UPTIME: &str = "respite_uptime_seconds";
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -71,6 +87,34 @@ pub fn compression_ratio(m: &Metrics) -> f64 {
         return 1.0;
     }
     get(&m.compress_bytes_out) as f64 / before as f64
+}
+
+/// Something that is both logged and counted. Both happen in
+/// [`Metrics::event`], so the log and the counter cannot disagree.
+pub enum Event<'a> {
+    /// A client sent malformed RESP; its connection closes.
+    ProtocolError {
+        client: u64,
+        error: &'a dyn std::fmt::Display,
+    },
+    /// A connection refused by `limits.max_clients`.
+    ConnectionRejected { peer: std::net::SocketAddr },
+}
+
+impl Metrics {
+    /// Log and count `e`.
+    pub fn event(&self, e: Event<'_>) {
+        match e {
+            Event::ProtocolError { client, error } => {
+                Self::add(&self.protocol_errors, 1);
+                tracing::debug!(client, error = %error, "protocol error");
+            }
+            Event::ConnectionRejected { peer } => {
+                Self::add(&self.connections_rejected, 1);
+                tracing::debug!(%peer, "connection rejected: max number of clients reached");
+            }
+        }
+    }
 }
 
 pub fn get(c: &AtomicU64) -> u64 {

@@ -1,4 +1,4 @@
-//! Admin HTTP endpoint: `/health`, `/ready` and `/metrics` for probes and
+//! Admin HTTP endpoint: `/health`, `/ready`, `/metrics` and `/hotkeys` for probes and
 //! Prometheus, kept apart from the Redis data path.
 //!
 //! Three pieces, each testable on its own:
@@ -34,7 +34,16 @@ pub trait AdminState: Send + Sync + 'static {
 
     /// Appends every metric in Prometheus text format (see [`PromWriter`]).
     fn render_metrics(&self, out: &mut String);
+
+    /// Appends the hot keys as JSON (`/hotkeys`); false when there are none
+    /// to give (statistics disabled), which answers 404.
+    fn render_hotkeys(&self, _out: &mut String) -> bool {
+        false
+    }
 }
+
+/// Content type of `/hotkeys`.
+pub const JSON: &str = "application/json";
 
 /// A reply chosen by [`respond`]; the HTTP framing (status line,
 /// `Content-Length`, `Connection`, `Allow`) is added by the server.
@@ -70,6 +79,7 @@ enum Route {
     Health,
     Ready,
     Metrics,
+    Hotkeys,
 }
 
 /// Routes one request. `path` may carry a query string, which is ignored.
@@ -88,6 +98,8 @@ pub fn respond(state: &dyn AdminState, method: &str, path: &str) -> Response {
         "/ready" => Route::Ready,
         // Scraped by Prometheus.
         "/metrics" => Route::Metrics,
+        // The top keys by requests, as JSON (statistics).
+        "/hotkeys" => Route::Hotkeys,
         _ => return Response::text(404, "not found\n"),
     };
     let head_only = match method {
@@ -99,6 +111,18 @@ pub fn respond(state: &dyn AdminState, method: &str, path: &str) -> Response {
         Route::Health => Response::text(200, "ok\n"),
         Route::Ready if state.ready() => Response::text(200, "ready\n"),
         Route::Ready => Response::text(503, "not ready\n"),
+        Route::Hotkeys => {
+            let mut out = String::new();
+            if state.render_hotkeys(&mut out) {
+                Response {
+                    status: 200,
+                    content_type: JSON,
+                    body: out.into_bytes(),
+                }
+            } else {
+                Response::text(404, "statistics are disabled\n")
+            }
+        }
         Route::Metrics if head_only => Response {
             status: 200,
             content_type: PROMETHEUS_TEXT,

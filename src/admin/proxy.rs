@@ -1,6 +1,6 @@
 //! The proxy's answers to the admin endpoints: readiness and the metrics page.
 
-use super::{AdminState, PromWriter};
+use super::{AdminState, Histogram, PromWriter};
 use crate::metrics::{self as m, get};
 use crate::server::Ctx;
 use crate::upstream::conn::ConnState;
@@ -12,6 +12,14 @@ pub struct ProxyAdmin(pub Arc<Ctx>);
 impl AdminState for ProxyAdmin {
     fn ready(&self) -> bool {
         self.0.ready()
+    }
+
+    fn render_hotkeys(&self, out: &mut String) -> bool {
+        if !self.0.stats.enabled {
+            return false;
+        }
+        crate::stats::hotkeys_json(&self.0.stats, out);
+        true
     }
 
     fn render_metrics(&self, out: &mut String) {
@@ -156,5 +164,125 @@ impl AdminState for ProxyAdmin {
             "Reconnect attempts of shared connections.",
             &rec,
         );
+        render_stats(ctx, &mut w);
     }
+}
+
+/// The statistics families (`crate::stats`): per-command calls, errors and
+/// latency, keyspace hits and misses, upstream latency and in-flight requests.
+pub fn render_stats(ctx: &Ctx, w: &mut PromWriter<'_>) {
+    let stats = &ctx.stats;
+    let bounds = &stats.bounds;
+    w.gauge(
+        m::UPTIME,
+        "Seconds since the proxy started.",
+        stats.uptime().as_secs_f64(),
+    );
+    let nodes = crate::stats::info::nodes(ctx);
+    let labels: Vec<[(&str, &str); 1]> =
+        nodes.iter().map(|n| [("node", n.addr.as_str())]).collect();
+    let conns: Vec<(&[(&str, &str)], f64)> = nodes
+        .iter()
+        .zip(&labels)
+        .map(|(n, l)| (&l[..], n.connected as f64))
+        .collect();
+    w.gauge_with_labels(
+        m::UPSTREAM_CONNECTIONS,
+        "Shared connections to the node that are up.",
+        &conns,
+    );
+    let inflight: Vec<(&[(&str, &str)], f64)> = nodes
+        .iter()
+        .zip(&labels)
+        .map(|(n, l)| (&l[..], n.inflight as f64))
+        .collect();
+    w.gauge_with_labels(
+        m::UPSTREAM_INFLIGHT,
+        "Requests sent to the node and not answered yet.",
+        &inflight,
+    );
+    let node_buckets: Vec<Vec<(f64, u64)>> =
+        nodes.iter().map(|n| n.latency.cumulative(bounds)).collect();
+    let series: Vec<Histogram<'_>> = nodes
+        .iter()
+        .zip(&labels)
+        .zip(&node_buckets)
+        .map(|((n, l), b)| Histogram {
+            labels: &l[..],
+            buckets: b,
+            sum: n.latency.sum_us as f64 / 1e6,
+            count: n.latency.count,
+        })
+        .collect();
+    w.histograms(
+        m::UPSTREAM_DURATION,
+        "Upstream latency per pipelined batch: from writing it to reading its last reply.",
+        &series,
+    );
+    let cmds = stats.commands();
+    let labels: Vec<[(&str, &str); 1]> = cmds.iter().map(|(n, _)| [("cmd", *n)]).collect();
+    let calls: Vec<(&[(&str, &str)], u64)> = cmds
+        .iter()
+        .zip(&labels)
+        .map(|((_, c), l)| (&l[..], c.calls))
+        .collect();
+    w.counter_with_labels(
+        m::COMMAND_CALLS,
+        "Requests per command (replies written).",
+        &calls,
+    );
+    let errors: Vec<(&[(&str, &str)], u64)> = cmds
+        .iter()
+        .zip(&labels)
+        .map(|((_, c), l)| (&l[..], c.errors))
+        .collect();
+    w.counter_with_labels(m::COMMAND_ERRORS, "Error replies per command.", &errors);
+    let buckets: Vec<Vec<(f64, u64)>> = cmds
+        .iter()
+        .map(|(_, c)| c.hist.cumulative(bounds))
+        .collect();
+    let series: Vec<Histogram<'_>> = cmds
+        .iter()
+        .zip(&labels)
+        .zip(&buckets)
+        .map(|(((_, c), l), b)| Histogram {
+            labels: &l[..],
+            buckets: b,
+            sum: c.hist.sum_us as f64 / 1e6,
+            count: c.hist.count,
+        })
+        .collect();
+    w.histograms(
+        m::COMMAND_DURATION,
+        "Proxy-side latency per command: from reading the request to writing its reply.",
+        &series,
+    );
+    let t = stats.totals();
+    w.counter(
+        m::KEYSPACE_HITS,
+        "Key lookups that found the key (GET value, each non-nil MGET element, EXISTS 1, ...).",
+        t.hits,
+    );
+    w.counter(
+        m::KEYSPACE_MISSES,
+        "Key lookups that found nothing (GET nil, each nil MGET element, EXISTS 0, ...).",
+        t.misses,
+    );
+    w.counter(m::KEY_READS, "Key accesses by reading commands.", t.reads);
+    w.counter(m::KEY_WRITES, "Key accesses by writing commands.", t.writes);
+    w.gauge(
+        m::STATS_TRACKED_KEYS,
+        "Keys with per-key counters now (at most stats.max_keys).",
+        t.tracked as f64,
+    );
+    w.counter(
+        m::STATS_EVICTIONS,
+        "Tracked keys replaced by hotter ones.",
+        t.evictions,
+    );
+    w.gauge(
+        m::STATS_MEMORY,
+        "Approximate bytes held by per-key tracking.",
+        t.memory_bytes as f64,
+    );
 }

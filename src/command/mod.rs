@@ -46,6 +46,8 @@ pub enum Local {
     Client,
     /// The proxy's own admin commands (`PROXY NODES`, ...).
     Proxy,
+    /// `KEYSTATS` and `HOTKEYS` (statistics).
+    Stats,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +101,8 @@ fn build() -> HashMap<&'static [u8], Spec> {
     for (name, cmd) in crate::tags::COMMANDS {
         add(name, Tag(cmd));
     }
+    add("keystats", Local(self::Local::Stats));
+    add("hotkeys", Local(self::Local::Stats));
     for b in [
         "blpop",
         "brpop",

@@ -76,6 +76,10 @@ pub fn run(ctx: &Ctx, st: &mut State, cmd: Local, req: &Req, out: &mut BytesMut)
             proxy(ctx, st, req, out);
             Effect::None
         }
+        Local::Stats => {
+            crate::stats::commands::run(ctx, st, req, out);
+            Effect::None
+        }
     }
 }
 
@@ -181,6 +185,8 @@ fn proxy(ctx: &Ctx, st: &State, req: &Req, out: &mut BytesMut) {
             }
             encode::verbatim(out, st.proto, text.as_bytes());
         }
+        "info" => crate::stats::commands::proxy_info(ctx, st, req, out),
+        "resetstats" => crate::stats::commands::proxy_resetstats(ctx, req, out),
         _ => {
             let sub = String::from_utf8_lossy(req.arg(1));
             encode::error(

@@ -30,6 +30,7 @@ use tokio::sync::Notify;
 pub struct Ctx {
     pub config: Arc<Config>,
     pub metrics: Metrics,
+    pub stats: Arc<crate::stats::Stats>,
     pub clients: DashMap<u64, Arc<ClientMeta>>,
     pub pinned: PinnedPool,
     /// Cluster mode: the slot map and key table, kept fresh by `Topology::run`.
@@ -57,6 +58,7 @@ impl Ctx {
             sentinel,
             compress: crate::compress::Compressor::new(&config.compression),
             pinned: PinnedPool::new(config.clone()),
+            stats: Arc::new(crate::stats::Stats::new(&config.stats, config.workers)),
             config,
             metrics: Metrics::default(),
             clients: DashMap::new(),
@@ -350,7 +352,8 @@ fn accept(
     let count = ctx.client_count.fetch_add(1, Ordering::AcqRel) + 1;
     if count > ctx.config.limits.max_clients {
         ctx.client_count.fetch_sub(1, Ordering::AcqRel);
-        Metrics::add(&ctx.metrics.connections_rejected, 1);
+        ctx.metrics
+            .event(crate::metrics::Event::ConnectionRejected { peer });
         // As Redis does: one error line, then close.
         let _ = stream.try_write(b"-ERR max number of clients reached\r\n");
         return;

@@ -12,6 +12,7 @@
 use crate::net;
 use crate::protocol::{encode, Proto, ReplyScanner};
 use crate::server::replies::ReplyQueue;
+use crate::stats::hist::AtomicHist;
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -56,6 +57,8 @@ pub struct ConnOptions {
     pub reconnect: bool,
     /// Send `READONLY` (cluster reads from replicas; a no-op on primaries).
     pub readonly: bool,
+    /// Bounds of the batch latency histogram, microseconds (`stats.latency_buckets_us`).
+    pub latency_buckets_us: Arc<[u64]>,
 }
 
 #[derive(Debug, Default)]
@@ -81,6 +84,10 @@ struct Shared {
     /// Counters for /metrics.
     reconnects: AtomicU64,
     requests: AtomicU64,
+    /// Requests answered (by a reply or an error): in flight = requests - answered.
+    answered: AtomicU64,
+    /// Per batch: from taking it for writing to reading its last reply.
+    latency: AtomicHist,
 }
 
 /// Handle to a connection task; cheap to clone.
@@ -105,6 +112,8 @@ impl Conn {
             owner_told: AtomicBool::new(false),
             reconnects: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            latency: AtomicHist::new(opts.latency_buckets_us.clone()),
         });
         tokio::spawn(run(shared.clone(), opts));
         Conn { shared }
@@ -112,7 +121,7 @@ impl Conn {
 
     /// A connection that never connects: every submit fails at once with
     /// `ERR upstream ADDR unavailable: WHY` (sentinel mode with no primary known).
-    pub fn dead(addr: &str, why: &str) -> Conn {
+    pub fn dead(addr: &str, why: &str, latency_buckets_us: Arc<[u64]>) -> Conn {
         Conn {
             shared: Arc::new(Shared {
                 addr: addr.into(),
@@ -126,6 +135,8 @@ impl Conn {
                 owner_told: AtomicBool::new(false),
                 reconnects: AtomicU64::new(0),
                 requests: AtomicU64::new(0),
+                answered: AtomicU64::new(0),
+                latency: AtomicHist::new(latency_buckets_us),
             }),
         }
     }
@@ -164,6 +175,17 @@ impl Conn {
 
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests submitted and not answered yet.
+    pub fn inflight(&self) -> u64 {
+        let answered = self.shared.answered.load(Ordering::Relaxed);
+        self.requests().saturating_sub(answered)
+    }
+
+    /// Upstream latency: per batch, from its write to its last reply.
+    pub fn latency(&self) -> &AtomicHist {
+        &self.shared.latency
     }
 
     /// Queue `buf` (raw requests) and their `targets` for writing; both are
@@ -337,12 +359,12 @@ fn fail_all(shared: &Shared, reason: &str, inflight: VecDeque<Target>, state: Co
     let mut e = BytesMut::new();
     encode::error(&mut e, &msg);
     let e = e.freeze();
-    let mut n = 0;
+    let n = (inflight.len() + queued.len()) as u64;
+    shared.answered.fetch_add(n, Ordering::Relaxed);
     for t in inflight.into_iter().chain(queued) {
         t.queue.deliver(t.seq, t.part, e.clone());
-        n += 1;
     }
-    n
+    n as usize
 }
 
 async fn connect(opts: &ConnOptions) -> Result<TcpStream, String> {
@@ -441,6 +463,8 @@ async fn io_loop(
     let mut tick = tokio::time::interval(check);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_progress = Instant::now();
+    // Batches in flight: (requests taken up to and including it, taken at).
+    let mut batches = Batches::default();
     loop {
         // Checked before writing: a connection closed because its node must
         // not be used any more writes nothing that was queued since.
@@ -458,9 +482,11 @@ async fn io_loop(
                 }
             }
             if !ob.targets.is_empty() {
+                let now = Instant::now();
                 if inflight.is_empty() {
-                    last_progress = Instant::now();
+                    last_progress = now;
                 }
+                batches.taken(ob.targets.len(), now);
                 inflight.extend(ob.targets.drain(..));
             }
         }
@@ -476,7 +502,16 @@ async fn io_loop(
                 Ok(0) => return "connection closed by server".to_string(),
                 Ok(_) => {
                     last_progress = Instant::now();
-                    if let Err(e) = dispatch(shared, &mut scanner, &mut rbuf, inflight) {
+                    let before = inflight.len();
+                    let r = dispatch(shared, &mut scanner, &mut rbuf, inflight);
+                    let answered = before - inflight.len();
+                    if answered > 0 {
+                        shared
+                            .answered
+                            .fetch_add(answered as u64, Ordering::Relaxed);
+                        batches.answered(answered, last_progress, &shared.latency);
+                    }
+                    if let Err(e) = r {
                         return e;
                     }
                 }
@@ -526,4 +561,32 @@ fn dispatch(
         }
     }
     Ok(())
+}
+
+/// Batches written and not fully answered, for the upstream latency histogram
+/// (one timestamp per batch, not per request).
+#[derive(Debug, Default)]
+struct Batches {
+    /// (requests taken up to and including the batch, when it was taken).
+    open: VecDeque<(u64, Instant)>,
+    taken: u64,
+    answered: u64,
+}
+
+impl Batches {
+    fn taken(&mut self, n: usize, now: Instant) {
+        self.taken += n as u64;
+        self.open.push_back((self.taken, now));
+    }
+
+    fn answered(&mut self, n: usize, now: Instant, hist: &AtomicHist) {
+        self.answered += n as u64;
+        while let Some(&(end, t)) = self.open.front() {
+            if end > self.answered {
+                break;
+            }
+            hist.record(now.saturating_duration_since(t).as_micros() as u64);
+            self.open.pop_front();
+        }
+    }
 }

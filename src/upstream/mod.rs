@@ -29,6 +29,7 @@ pub fn options(config: &Config, addr: &str, db: u32, proto: Proto, reconnect: bo
         reconnect,
         readonly: u.mode == crate::config::Mode::Cluster
             && u.read_from == crate::config::ReadFrom::ReplicaPreferred,
+        latency_buckets_us: config.stats.latency_buckets_us.clone().into(),
     }
 }
 
@@ -59,9 +60,13 @@ impl NodeConns {
     pub fn unavailable(config: Arc<Config>, label: &str, why: &str) -> Self {
         NodeConns {
             addr: label.into(),
-            config,
             groups: Mutex::new(HashMap::new()),
-            unavailable: Some(Conn::dead(label, why)),
+            unavailable: Some(Conn::dead(
+                label,
+                why,
+                config.stats.latency_buckets_us.clone().into(),
+            )),
+            config,
         }
     }
 

@@ -9,7 +9,7 @@ use super::local;
 use super::replies::{After, Alloc, ReplyQueue, WHOLE};
 use super::{ClientMeta, Ctx, Worker};
 use crate::command::{self, Kind, Local, Tx};
-use crate::metrics::Metrics;
+use crate::metrics::{Event, Metrics};
 use crate::net;
 use crate::protocol::{encode, Parsed, Proto, RequestParser};
 use crate::upstream::conn::{Conn, Target};
@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 mod cluster;
 mod compress;
 mod shard_pubsub;
+mod stats;
 mod tags;
 
 /// Stop reading from a client whose unwritten replies exceed this.
@@ -138,6 +139,8 @@ pub struct Session {
     /// Compression: what each command queued in the open transaction needs
     /// done to its element of the EXEC reply.
     comp_tx: Vec<crate::compress::restore::TxEntry>,
+    /// Statistics of this session's requests (`None`: stats disabled).
+    stats: Option<Box<crate::stats::Recorder>>,
     stop: bool,
     stalled: bool,
     eof: bool,
@@ -154,6 +157,7 @@ impl Session {
         let authed = ctx.config.auth.password.is_none() && ctx.config.auth.users.is_empty();
         let topology = ctx.topology.clone();
         let node_gen = ctx.sentinel.as_ref().map_or(0, |s| s.generation());
+        let stats = ctx.stats.recorder(worker.index, meta.id);
         Session {
             node_gen,
             parser: RequestParser::new(limits.max_request_bytes, limits.max_request_args),
@@ -185,6 +189,7 @@ impl Session {
             multi_deferred: false,
             shard: None,
             comp_tx: Vec::new(),
+            stats,
             stop: false,
             stalled: false,
             eof: false,
@@ -206,30 +211,38 @@ impl Session {
             let wbuf = &mut self.wbuf;
             let mut exec_db = None;
             let mut upstream_failed = false;
+            // The sink may hold the stats shard's lock: it must not live across an await.
             let shard = &mut self.shard;
-            let drained = self.queue.drain(&waker, |b, after| {
-                if let Some(s) = shard.as_mut() {
-                    if s.intercept(&b) {
-                        return;
-                    }
-                }
-                match b.first() {
-                    Some(b'-') => {
-                        errors += 1;
-                        // READONLY: the node we write to was demoted.
-                        if b.starts_with(b"-ERR upstream ") || b.starts_with(b"-READONLY") {
-                            upstream_failed = true;
+            let drained = {
+                let mut stats = self.stats.as_deref_mut().map(|s| s.sink());
+                let d = self.queue.drain(&waker, |b, after| {
+                    if let Some(s) = shard.as_mut() {
+                        if s.intercept(&b) {
+                            return;
                         }
                     }
-                    Some(b'*') if b.get(1) != Some(&b'-') => {
-                        if let After::ExecSelect(db) = after {
-                            exec_db = Some(db);
-                        }
+                    if let Some(s) = &mut stats {
+                        s.reply(&b);
                     }
-                    _ => {}
-                }
-                wbuf.extend_from_slice(&b);
-            });
+                    match b.first() {
+                        Some(b'-') => {
+                            errors += 1;
+                            // READONLY: the node we write to was demoted.
+                            if b.starts_with(b"-ERR upstream ") || b.starts_with(b"-READONLY") {
+                                upstream_failed = true;
+                            }
+                        }
+                        Some(b'*') if b.get(1) != Some(&b'-') => {
+                            if let After::ExecSelect(db) = after {
+                                exec_db = Some(db);
+                            }
+                        }
+                        _ => {}
+                    }
+                    wbuf.extend_from_slice(&b);
+                });
+                d
+            };
             let (pending, close) = (drained.remaining, drained.close);
             if upstream_failed {
                 if let Some(t) = &self.cluster {
@@ -374,6 +387,9 @@ impl Session {
         // session changes; RequestParser::new(0, 0) does not allocate.
         let mut parser = std::mem::replace(&mut self.parser, RequestParser::new(0, 0));
         let mut n_cmds = 0u64;
+        if let Some(s) = &mut self.stats {
+            s.begin_batch();
+        }
         loop {
             match parser.parse(&rbuf) {
                 Ok(Parsed::Frame { len }) => {
@@ -381,7 +397,7 @@ impl Session {
                         raw: &rbuf[..len],
                         spans: parser.spans(),
                     };
-                    let flow = self.handle(&req, &mut alloc);
+                    let flow = self.handle_counted(&req, &mut alloc);
                     if self.after_request(flow, &mut rbuf, len, &mut n_cmds) {
                         break;
                     }
@@ -398,7 +414,7 @@ impl Session {
                         raw: &raw,
                         spans: p.spans(),
                     };
-                    let flow = self.handle(&req, &mut alloc);
+                    let flow = self.handle_counted(&req, &mut alloc);
                     if self.after_request(flow, &mut rbuf, len, &mut n_cmds) {
                         break;
                     }
@@ -411,8 +427,10 @@ impl Session {
                     break;
                 }
                 Err(e) => {
-                    Metrics::add(&self.ctx.metrics.protocol_errors, 1);
-                    tracing::debug!(client = self.st.id, error = %e, "protocol error");
+                    self.ctx.metrics.event(Event::ProtocolError {
+                        client: self.st.id,
+                        error: &e,
+                    });
                     let mut b = BytesMut::new();
                     encode::error(&mut b, &format!("ERR {e}"));
                     alloc.ready(b.freeze(), After::Close);

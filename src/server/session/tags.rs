@@ -124,7 +124,6 @@ impl Session {
     fn tagset(&mut self, ts: TagSet, alloc: &mut Alloc) -> Flow {
         let slot = key_slot(ts.key);
         let up = self.up();
-        let req = tagset_fcall(&up, slot, &ts);
         let tags: Vec<Vec<u8>> = ts.tags.iter().map(|t| t.to_vec()).collect();
         let proto = self.st.proto;
         if tags::broken_order() {
@@ -151,11 +150,17 @@ impl Session {
         };
         if !lua::loaded(&addr) {
             // First tag command for this node: load the functions, then run.
-            return self.tag_op(alloc, move |up| async move {
-                let first = up.run_raw(slot, &req).await?;
-                Ok(up.tagset_finish(slot, req, tags, first, proto).await)
+            // The request is built only when the task starts (after a
+            // barrier this runs again), so compression counts it once.
+            return self.tag_op(alloc, move |up| {
+                let req = tagset_fcall(&up, slot, &ts);
+                async move {
+                    let first = up.run_raw(slot, &req).await?;
+                    Ok(up.tagset_finish(slot, req, tags, first, proto).await)
+                }
             });
         }
+        let req = tagset_fcall(&up, slot, &ts);
         if self.cluster.is_some() && self.pinned.is_none() {
             let conn = self.cluster_conn(&addr);
             return self.tagset_task(conn, req, slot, tags, up, alloc);
