@@ -1002,6 +1002,30 @@ fn transactions_watch_blocking_pubsub_and_crossslot() {
     );
     assert_eq!(a.cmd_str(&["LLEN", "bl:k"]), b":0\r\n");
 
+    // One pipeline: a transaction, then commands for keys on every node;
+    // they are routed by slot once the transaction is over (no MOVED).
+    let keys: Vec<String> = (0..30).map(|i| format!("after-exec:{i}")).collect();
+    let mut pipe = encode_str(&["MULTI"]);
+    pipe.extend(encode_str(&["SET", "tx:{k}", "1"]));
+    pipe.extend(encode_str(&["EXEC"]));
+    for k in &keys {
+        pipe.extend(encode_str(&["SET", k, k]));
+        pipe.extend(encode_str(&["GET", k]));
+    }
+    a.send(&pipe);
+    assert_eq!(a.read_reply(), b"+OK\r\n");
+    assert_eq!(a.read_reply(), b"+QUEUED\r\n");
+    assert_eq!(a.read_reply(), b"*1\r\n+OK\r\n");
+    for k in &keys {
+        assert_eq!(a.read_reply(), b"+OK\r\n", "SET {k} after EXEC");
+        let want = format!("${}\r\n{k}\r\n", k.len());
+        assert_eq!(
+            String::from_utf8_lossy(&a.read_reply()),
+            want,
+            "GET {k} after EXEC"
+        );
+    }
+
     // SUBSCRIBE on one connection, PUBLISH on another (Redis Cluster
     // forwards messages between nodes; PUBLISH counts local receivers only,
     // so its count is not checked).

@@ -754,6 +754,13 @@ impl Session {
     /// Forward on the shared connection (or the pinned one while pinned).
     fn forward(&mut self, req: &Req, alloc: &mut Alloc) -> Flow {
         if let Some(p) = &self.pinned {
+            if p.clean() && !alloc.is_empty() && self.cluster.is_some() {
+                // Cluster: the transaction (or blocking command) is over but
+                // its reply is not in; this request may belong to another
+                // node, so it waits, then is routed by its slot.
+                self.flush(alloc);
+                return Flow::Barrier;
+            }
             if !(p.clean() && alloc.is_empty()) {
                 let conn = p.conn.clone();
                 let seq = alloc.pending();
