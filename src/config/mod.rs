@@ -112,6 +112,18 @@ pub struct UpstreamConfig {
     pub read_from: ReadFrom,
 }
 
+impl UpstreamConfig {
+    /// Host of the first configured node: where a cluster redirect that
+    /// names no host (`MOVED 3999 :6380`) points.
+    pub fn default_host(&self) -> String {
+        self.nodes
+            .first()
+            .and_then(|n| n.rsplit_once(':'))
+            .map(|(h, _)| h.to_string())
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitsConfig {
     pub max_clients: usize,

@@ -296,30 +296,21 @@ impl ReplyQueue {
     /// Append an unsolicited frame (pub/sub message, push, monitor line) after
     /// everything already queued.
     pub fn push_stream(&self, frame: Bytes) {
-        let waker = {
-            let mut g = self.inner.lock();
-            g.slots.push_back(Slot {
-                state: State::Ready(frame),
-                after: After::Nothing,
-                post: None,
-                retry: None,
-                redirects: 0,
-            });
-            g.waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
+        self.push_frame(frame, After::Nothing);
     }
 
     /// Append a last frame after everything queued; the session closes the
     /// client connection once it is written.
     pub fn push_close(&self, frame: Bytes) {
+        self.push_frame(frame, After::Close);
+    }
+
+    fn push_frame(&self, frame: Bytes, after: After) {
         let waker = {
             let mut g = self.inner.lock();
             g.slots.push_back(Slot {
                 state: State::Ready(frame),
-                after: After::Close,
+                after,
                 post: None,
                 retry: None,
                 redirects: 0,

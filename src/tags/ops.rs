@@ -118,15 +118,7 @@ impl Up {
             return Retry::Later;
         }
         if line.starts_with(b"MOVED ") || line.starts_with(b"ASK ") {
-            let host = self
-                .ctx
-                .config
-                .upstream
-                .nodes
-                .first()
-                .and_then(|n| n.rsplit_once(':'))
-                .map(|(h, _)| h.to_string())
-                .unwrap_or_default();
+            let host = self.ctx.config.upstream.default_host();
             if let Some(r) = parse_redirect(line, &host) {
                 return match r.kind {
                     RedirectKind::Moved => {

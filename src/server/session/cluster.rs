@@ -306,15 +306,7 @@ impl Session {
     /// Where a redirected request goes now, and whether it needs `ASKING` first.
     pub(super) fn cluster_redirect(&mut self, r: &Redirected) -> Option<(Conn, bool)> {
         let topo = self.cluster.clone()?;
-        let default_host = self
-            .ctx
-            .config
-            .upstream
-            .nodes
-            .first()
-            .and_then(|n| n.rsplit_once(':'))
-            .map(|(h, _)| h.to_string())
-            .unwrap_or_default();
+        let default_host = self.ctx.config.upstream.default_host();
         let line = r.reply.strip_prefix(b"-").unwrap_or(&r.reply);
         if line.starts_with(b"TRYAGAIN") || line.starts_with(b"CLUSTERDOWN") {
             if line.starts_with(b"CLUSTERDOWN") {

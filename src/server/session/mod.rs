@@ -217,7 +217,7 @@ impl Session {
                 let mut stats = self.stats.as_deref_mut().map(|s| s.sink());
                 let d = self.queue.drain(&waker, |b, after| {
                     if let Some(s) = shard.as_mut() {
-                        if s.intercept(&b) {
+                        if s.intercept(&b, &ctx.config.upstream) {
                             return;
                         }
                     }

@@ -11,6 +11,7 @@
 
 use super::{Flow, Req, Session};
 use crate::cluster::{key_slot, parse_redirect, RedirectKind};
+use crate::config::UpstreamConfig;
 use crate::protocol::{encode, Value};
 use crate::server::replies::Alloc;
 use crate::upstream::conn::Conn;
@@ -36,13 +37,13 @@ pub(super) struct ShardSubs {
 impl ShardSubs {
     /// Whether a frame from a shard connection is the session's business
     /// rather than the client's; true means it is not written.
-    pub(super) fn intercept(&mut self, frame: &[u8]) -> bool {
+    pub(super) fn intercept(&mut self, frame: &[u8], upstream: &UpstreamConfig) -> bool {
         if self.channels.is_empty() && self.in_flight.is_empty() {
             return false;
         }
         if frame.starts_with(b"-MOVED ") {
             let line = frame.strip_suffix(b"\r\n").unwrap_or(frame);
-            let Some(r) = parse_redirect(&line[1..], "127.0.0.1") else {
+            let Some(r) = parse_redirect(&line[1..], &upstream.default_host()) else {
                 return false;
             };
             if r.kind != RedirectKind::Moved {
