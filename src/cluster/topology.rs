@@ -155,7 +155,11 @@ impl Topology {
         };
         match oneshot::request(&self.config, &addr, &[&[b"COMMAND"]]).await {
             Ok(r) => match KeyTable::from_command_reply(&r[0]) {
-                Ok(t) if !t.is_empty() => *self.keys.write() = Arc::new(t),
+                Ok(t) if !t.is_empty() => {
+                    *self.keys.write() = Arc::new(t);
+                    // Sessions keep a snapshot per version (see `Session::routing`).
+                    self.version.fetch_add(1, Ordering::AcqRel);
+                }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "COMMAND reply not understood; using the built-in key table")

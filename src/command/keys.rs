@@ -23,7 +23,6 @@ mod builtin;
 use crate::protocol::request::parse_int;
 use crate::protocol::{ProtocolError, Value};
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -334,48 +333,72 @@ impl CommandKeys {
         self.search(args, true)
     }
 
+    /// As [`CommandKeys::keys_of`], into `out` (cleared first), so the data
+    /// path reuses one vector instead of allocating per request.
+    pub fn keys_into<A: AsRef<[u8]>>(
+        &self,
+        args: &[A],
+        out: &mut Vec<usize>,
+    ) -> Result<(), KeyError> {
+        self.search_into(args, false, out)
+    }
+
     fn search<A: AsRef<[u8]>>(&self, args: &[A], not_keys: bool) -> Result<Vec<usize>, KeyError> {
+        let mut out = Vec::new();
+        self.search_into(args, not_keys, &mut out)?;
+        Ok(out)
+    }
+
+    fn search_into<A: AsRef<[u8]>>(
+        &self,
+        args: &[A],
+        not_keys: bool,
+        out: &mut Vec<usize>,
+    ) -> Result<(), KeyError> {
+        out.clear();
         if !self.arity_ok(args.len()) {
             return Err(KeyError::Arity(self.name.clone()));
         }
         if self.specs.is_empty() {
-            return Ok(self.legacy_keys(args.len()));
+            self.legacy_keys(args.len(), out);
+            return Ok(());
         }
-        let mut out = Vec::new();
         for spec in &self.specs {
             if spec.flags.contains(KeyFlags::NOT_KEY) && !not_keys {
                 continue;
             }
-            if spec.find_in(args, &mut out).is_err() {
-                return Ok(self.key_function(args));
+            if spec.find_in(args, out).is_err() {
+                out.clear();
+                out.extend(self.key_function(args));
+                return Ok(());
             }
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// Redis 6's reading of the legacy triple (`getKeysUsingCommandTable`).
-    fn legacy_keys(&self, argc: usize) -> Vec<usize> {
+    /// Redis 6's reading of the legacy triple (`getKeysUsingCommandTable`),
+    /// into `out` (empty).
+    fn legacy_keys(&self, argc: usize, out: &mut Vec<usize>) {
         let KeyPos { first, last, step } = self.legacy;
         let argc = argc as i64;
         let (first, step) = (first as i64, step as i64);
         if first <= 0 || step <= 0 {
-            return Vec::new();
+            return;
         }
         let last = if last < 0 {
             argc + last as i64
         } else {
             last as i64
         };
-        let mut out = Vec::new();
         let mut i = first;
         while i <= last {
             if i >= argc {
-                return Vec::new();
+                out.clear();
+                return;
             }
             out.push(i as usize);
             i += step;
         }
-        out
     }
 
     /// The hand-written key functions Redis falls back to when a spec fails,
@@ -447,7 +470,7 @@ const MAX_NAME: usize = 64;
 /// Every command the proxy knows the keys of, by lowercase name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyTable {
-    commands: HashMap<Vec<u8>, CommandKeys>,
+    commands: super::NameMap<Vec<u8>, CommandKeys>,
 }
 
 impl KeyTable {

@@ -22,7 +22,7 @@ pub const GUARD_MARKER: &[u8] = b"+RESPITE-COMPRESSED\r\n";
 #[derive(Debug, Clone)]
 pub enum Keys {
     /// Every value belongs to this key (`GET`, `HMGET`, `HGETALL`).
-    One(Vec<u8>),
+    One(Bytes),
     /// Value i belongs to key i (`MGET`).
     Each(Vec<Vec<u8>>),
 }
@@ -339,7 +339,7 @@ mod tests {
     fn r(shape: Shape) -> Restorer {
         Restorer {
             shape,
-            keys: Keys::One(b"k".to_vec()),
+            keys: Keys::One(Bytes::from_static(b"k")),
         }
     }
 
@@ -398,7 +398,7 @@ mod tests {
         let m = Metrics::default();
         let mut bad = envelope::MAGIC.to_vec();
         bad.extend_from_slice(&[1, 1, 0xff, 0xff, 0xff, 0xff, 1, 2, 3]);
-        let keys = Keys::One(b"we\r\nird".to_vec());
+        let keys = Keys::One(Bytes::from_static(b"we\r\nird"));
         let got = restore(
             Bytes::from(bulk(&bad)),
             &Restorer {

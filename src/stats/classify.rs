@@ -7,8 +7,9 @@
 //! bounded: names a client makes up are all counted as `other`.
 
 use crate::command::keys::{CmdFlags, KeyTable};
+use crate::command::NameHasher;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 
 /// Id of every command not in the table.
 pub const OTHER: u16 = 0;
@@ -52,22 +53,6 @@ pub struct CmdInfo {
     pub write: bool,
     pub keys: KeyRule,
     pub hit: HitRule,
-}
-
-/// Command names are ASCII; this hashes the lowercase name. The table is
-/// fixed, so clients cannot grow it whatever names they send.
-#[derive(Default)]
-pub struct NameHasher(u64);
-
-impl Hasher for NameHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
 }
 
 #[derive(Debug)]

@@ -193,6 +193,17 @@ impl TopK {
         self.len -= 1;
     }
 
+    /// Reads the first slot `key` probes (both ends of it), to bring it into
+    /// the cache ahead of [`TopK::touch`]; the value means nothing.
+    #[inline]
+    pub fn warm(&self, key: &[u8]) -> u64 {
+        if self.slots.is_empty() {
+            return 0;
+        }
+        let s = &self.slots[self.hash(key) as usize & self.mask()];
+        s.hash ^ s.c.last_access_ms
+    }
+
     /// Count one operation on `key` and return its counters; `None` when the
     /// key is not (or not yet) tracked.
     #[inline]

@@ -5,7 +5,9 @@
 //! commands follow an explicit per-command policy (`keyless`).
 
 use super::{Flow, Req, Session};
+use crate::cluster::topology::Topology;
 use crate::cluster::{key_slot, parse_redirect, RedirectKind, SlotMap};
+use crate::command::keys::KeyTable;
 use crate::command::Kind;
 use crate::protocol::encode;
 use crate::router::merge::{Merge, SCAN_NODE_BITS};
@@ -14,6 +16,9 @@ use crate::upstream::conn::Conn;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 
+/// Nodes whose connections a session finds by pointer (see `node_conn`).
+const RECENT_CONNS: usize = 16;
+
 const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
 impl Session {
@@ -21,46 +26,58 @@ impl Session {
         let Some(topo) = self.cluster.clone() else {
             return Flow::Next;
         };
-        let args: Vec<&[u8]> = (0..req.argc()).map(|i| req.arg(i)).collect();
-        let map = topo.map();
-        let keys = topo.keys().keys_of(&args);
-        let name = req.name_lower();
-        match keys {
-            Ok(keys) if !keys.is_empty() => {
-                let slot = key_slot(args[keys[0]]);
-                if keys.iter().all(|&i| key_slot(args[i]) == slot) {
-                    let replica_ok = self.ctx.config.upstream.read_from
-                        == crate::config::ReadFrom::ReplicaPreferred
-                        && topo.keys().resolve(&args).is_ok_and(|c| {
-                            c.flags.contains(crate::command::keys::CmdFlags::READONLY)
-                        });
-                    return self.send_to_slot(req.raw, slot, &map, replica_ok, alloc);
-                }
+        // Most requests have a few arguments: those stay on the stack.
+        let mut stack: [&[u8]; 8] = [&[]; 8];
+        let heap: Vec<&[u8]>;
+        let args: &[&[u8]] = if req.argc() <= stack.len() {
+            for (i, a) in stack.iter_mut().enumerate().take(req.argc()) {
+                *a = req.arg(i);
+            }
+            &stack[..req.argc()]
+        } else {
+            heap = (0..req.argc()).map(|i| req.arg(i)).collect();
+            &heap
+        };
+        let (map, table) = self.routing(&topo);
+        let cmd = table.resolve(args);
+        let mut keys = std::mem::take(&mut self.key_scratch);
+        let found = cmd
+            .as_ref()
+            .is_ok_and(|c| c.keys_into(args, &mut keys).is_ok() && !keys.is_empty());
+        let flow = if found {
+            let slot = key_slot(args[keys[0]]);
+            if keys[1..].iter().all(|&i| key_slot(args[i]) == slot) {
+                let replica_ok = self.ctx.config.upstream.read_from
+                    == crate::config::ReadFrom::ReplicaPreferred
+                    && cmd
+                        .is_ok_and(|c| c.flags.contains(crate::command::keys::CmdFlags::READONLY));
+                self.send_to_slot(req.raw, slot, &map, replica_ok, alloc)
+            } else {
+                let name = req.name_lower();
                 match name.as_str() {
                     "mget" | "mset" | "del" | "unlink" | "exists" | "touch" => {
-                        self.split(&name, &args, &keys, &map, alloc)
+                        self.split(&name, args, &keys, &map, alloc)
                     }
                     _ => self.reply_error(alloc, CROSSSLOT),
                 }
             }
+        } else {
             // No keys (or a malformed request, which Redis will reject itself).
-            _ => {
-                // Shard channels (SPUBLISH, ...) are not keys but live in a slot.
-                let keys = topo.keys();
-                let channel = keys
-                    .resolve(&args)
-                    .ok()
-                    .and_then(|c| c.routing_args_of(&args).ok())
-                    .and_then(|r| r.first().copied());
-                match channel {
-                    Some(i) => {
-                        let slot = key_slot(args[i]);
-                        self.send_to_slot(req.raw, slot, &map, false, alloc)
-                    }
-                    None => self.keyless(&name, req, &args, &map, alloc),
+            // Shard channels (SPUBLISH, ...) are not keys but live in a slot.
+            let channel = cmd
+                .ok()
+                .and_then(|c| c.routing_args_of(args).ok())
+                .and_then(|r| r.first().copied());
+            match channel {
+                Some(i) => {
+                    let slot = key_slot(args[i]);
+                    self.send_to_slot(req.raw, slot, &map, false, alloc)
                 }
+                None => self.keyless(&req.name_lower(), req, args, &map, alloc),
             }
-        }
+        };
+        self.key_scratch = keys;
+        flow
     }
 
     /// The primary serving `slot` (or, for a read with `read_from =
@@ -70,7 +87,7 @@ impl Session {
         &mut self,
         raw: &[u8],
         slot: u16,
-        map: &SlotMap,
+        map: &Arc<SlotMap>,
         replica_ok: bool,
         alloc: &mut Alloc,
     ) -> Flow {
@@ -82,7 +99,7 @@ impl Session {
             let n = shard.replicas.len();
             let first = (self.st.id % n as u64) as usize;
             for i in 0..n {
-                let c = self.cluster_conn(&shard.replicas[(first + i) % n].clone());
+                let c = self.node_conn(map, &shard.replicas[(first + i) % n]);
                 if c.state() != crate::upstream::conn::ConnState::Down {
                     conn = Some(c);
                     break;
@@ -91,9 +108,10 @@ impl Session {
         }
         let conn = match conn {
             Some(c) => c,
-            None => self.cluster_conn(&shard.primary.clone()),
+            None => self.node_conn(map, &shard.primary),
         };
-        let seq = alloc.pending_retry(Bytes::copy_from_slice(raw));
+        let request = self.arena_copy(raw);
+        let seq = alloc.pending_retry(request);
         self.push(&conn, raw, Some((seq, WHOLE)), alloc);
         Flow::Next
     }
@@ -144,7 +162,7 @@ impl Session {
         for (i, ((slot, _), request)) in groups.iter().zip(&requests).enumerate() {
             match map.node_for(*slot) {
                 Some(shard) => {
-                    let conn = self.cluster_conn(&shard.primary.clone());
+                    let conn = self.cluster_conn(&shard.primary);
                     self.push(&conn, request, Some((seq, i as u32)), alloc);
                 }
                 None => alloc.fill(
@@ -285,15 +303,62 @@ impl Session {
         Flow::Next
     }
 
-    /// This session's shared connection to a cluster node.
-    pub(super) fn cluster_conn(&mut self, addr: &str) -> Conn {
+    /// The slot map and key table, from a per-session snapshot taken again
+    /// whenever the topology's version moves (two lock-and-clone pairs per
+    /// request otherwise).
+    fn routing(&mut self, topo: &Topology) -> (Arc<SlotMap>, Arc<KeyTable>) {
+        let version = topo.version();
+        match &self.routing {
+            Some((v, m, k)) if *v == version => (m.clone(), k.clone()),
+            _ => {
+                let (m, k) = (topo.map(), topo.keys());
+                self.routing = Some((version, m.clone(), k.clone()));
+                (m, k)
+            }
+        }
+    }
+
+    /// Forgets the cached connections when the map or the protocol changed.
+    fn check_conn_cache(&mut self) {
         let version = self.cluster.as_ref().map_or(0, |t| t.version());
         if self.cluster_proto != self.st.proto || self.cluster_version != version {
             // A changed map may have dropped nodes whose connections closed.
             self.cluster_conns.clear();
+            self.recent_conns.clear();
+            self.recent_map = None;
             self.cluster_proto = self.st.proto;
             self.cluster_version = version;
         }
+    }
+
+    /// [`Session::cluster_conn`] for an address held by `map`: found by the
+    /// address's pointer, without hashing it, while the session keeps that
+    /// same map (which keeps the string's allocation alive, so equal
+    /// pointers are equal addresses).
+    fn node_conn(&mut self, map: &Arc<SlotMap>, addr: &str) -> Conn {
+        self.check_conn_cache();
+        if !self
+            .recent_map
+            .as_ref()
+            .is_some_and(|m| Arc::ptr_eq(m, map))
+        {
+            self.recent_map = Some(map.clone());
+            self.recent_conns.clear();
+        }
+        let key = (addr.as_ptr() as usize, addr.len());
+        if let Some((_, c)) = self.recent_conns.iter().find(|(k, _)| *k == key) {
+            return c.clone();
+        }
+        let c = self.cluster_conn(addr);
+        if self.recent_conns.len() < RECENT_CONNS {
+            self.recent_conns.push((key, c.clone()));
+        }
+        c
+    }
+
+    /// This session's shared connection to a cluster node.
+    pub(super) fn cluster_conn(&mut self, addr: &str) -> Conn {
+        self.check_conn_cache();
         if let Some(c) = self.cluster_conns.get(addr) {
             return c.clone();
         }

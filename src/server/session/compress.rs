@@ -74,18 +74,24 @@ impl Session {
                     }
                     None => self.route(req, kind, alloc),
                 };
+                if flow == Flow::Barrier {
+                    return flow;
+                }
                 let restorer = shape.map(|shape| Restorer {
                     shape,
-                    keys: Keys::One(req.arg(1).to_vec()),
+                    keys: Keys::One(self.arena_copy(req.arg(1))),
                 });
                 self.attach(flow, before, restorer, in_tx, alloc)
             }
             Some(Role::Read { shape, per_key }) => {
                 let flow = self.route(req, kind, alloc);
+                if flow == Flow::Barrier {
+                    return flow;
+                }
                 let keys = if per_key {
                     Keys::Each((1..req.argc()).map(|i| req.arg(i).to_vec()).collect())
                 } else {
-                    Keys::One(req.arg(1).to_vec())
+                    Keys::One(self.arena_copy(req.arg(1)))
                 };
                 self.attach(flow, before, Some(Restorer { shape, keys }), in_tx, alloc)
             }

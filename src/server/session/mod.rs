@@ -29,6 +29,8 @@ mod tags;
 
 /// Stop reading from a client whose unwritten replies exceed this.
 const WBUF_HIGH: usize = 256 * 1024;
+/// Size of the chunks `Session::arena_copy` copies into.
+const ARENA_CHUNK: usize = 4096;
 
 /// A request's arguments over the bytes it arrived in.
 pub struct Req<'a> {
@@ -126,7 +128,21 @@ pub struct Session {
     pinned: Option<Pinned>,
     /// Cluster mode: the topology, and this session's shared connection per node.
     cluster: Option<Arc<crate::cluster::topology::Topology>>,
-    cluster_conns: std::collections::HashMap<Arc<str>, Conn>,
+    cluster_conns: crate::command::NameMap<Arc<str>, Conn>,
+    /// Connections of recently used nodes by the (pointer, length) of their
+    /// address in `recent_map` (cleared with `cluster_conns`).
+    recent_conns: Vec<((usize, usize), Conn)>,
+    recent_map: Option<Arc<crate::cluster::SlotMap>>,
+    /// Topology version, slot map and key table routing uses.
+    routing: Option<(
+        u64,
+        Arc<crate::cluster::SlotMap>,
+        Arc<crate::command::keys::KeyTable>,
+    )>,
+    /// Copies of request bytes kept with their reply slots (see `arena_copy`).
+    arena: BytesMut,
+    /// Key positions of the request being routed (reused, cluster mode).
+    key_scratch: Vec<usize>,
     cluster_proto: Proto,
     /// Topology version `cluster_conns` was filled under.
     cluster_version: u64,
@@ -183,7 +199,12 @@ impl Session {
             spare: Vec::new(),
             pinned: None,
             cluster: topology,
-            cluster_conns: std::collections::HashMap::new(),
+            cluster_conns: Default::default(),
+            recent_conns: Vec::new(),
+            recent_map: None,
+            routing: None,
+            key_scratch: Vec::new(),
+            arena: BytesMut::new(),
             cluster_proto: Proto::Resp2,
             cluster_version: 0,
             multi_deferred: false,
@@ -369,6 +390,18 @@ impl Session {
                 p.conn.close();
             }
         }
+    }
+
+    /// `bytes` as a `Bytes` that outlives the read buffer (a request kept for
+    /// a redirect, a key named in an error): copied into a shared chunk, so
+    /// most copies cost no allocation. A chunk is freed when its last copy
+    /// is dropped.
+    fn arena_copy(&mut self, bytes: &[u8]) -> Bytes {
+        if self.arena.capacity() - self.arena.len() < bytes.len() {
+            self.arena = BytesMut::with_capacity(ARENA_CHUNK.max(bytes.len()));
+        }
+        self.arena.extend_from_slice(bytes);
+        self.arena.split().freeze()
     }
 
     /// Handle every complete request in the read buffer.
