@@ -68,7 +68,7 @@ fn data_path(c: &mut Criterion) {
     let reply = Bytes::from(reply);
     let r = Restorer {
         shape: Shape::Bulk,
-        keys: Keys::One(b"user:42".to_vec()),
+        keys: Keys::One(Bytes::from_static(b"user:42")),
     };
     let mut g = c.benchmark_group("data_path");
     g.throughput(Throughput::Bytes(doc.len() as u64));
