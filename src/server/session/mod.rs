@@ -29,6 +29,9 @@ mod tags;
 
 /// Stop reading from a client whose unwritten replies exceed this.
 const WBUF_HIGH: usize = 256 * 1024;
+/// How long a quiet session keeps its empty buffers.
+const TRIM_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Size of the chunks `Session::arena_copy` copies into.
 const ARENA_CHUNK: usize = 4096;
 
@@ -227,6 +230,9 @@ impl Session {
             idle.unwrap_or(std::time::Duration::from_secs(86400 * 365))
         ));
         let max_inflight = self.ctx.config.limits.max_inflight;
+        // Buffers of a session that went quiet are released after TRIM_AFTER.
+        let mut trim_sleep = pin!(tokio::time::sleep(TRIM_AFTER));
+        let mut trim_armed = false;
         loop {
             let mut errors = 0u64;
             let wbuf = &mut self.wbuf;
@@ -346,7 +352,18 @@ impl Session {
                 }
             }
             let want_write = !self.wbuf.is_empty();
+            let quiet = pending == 0 && self.rbuf.is_empty() && !want_write;
+            if quiet {
+                self.trim_oversized();
+                if !trim_armed && self.holds_buffers() {
+                    trim_sleep
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + TRIM_AFTER);
+                    trim_armed = true;
+                }
+            }
             let mut timed_out = false;
+            let mut trim_due = false;
             let queue = &self.queue;
             poll_fn(|cx| {
                 // The queue woke us (drain registered the waker) if its front is ready.
@@ -365,6 +382,10 @@ impl Session {
                     timed_out = true;
                     ready = true;
                 }
+                if trim_armed && trim_sleep.as_mut().poll(cx).is_ready() {
+                    trim_due = true;
+                    ready = true;
+                }
                 if ready {
                     Poll::Ready(())
                 } else {
@@ -374,6 +395,12 @@ impl Session {
             .await;
             if timed_out {
                 break;
+            }
+            if trim_due {
+                // Fires at most once per TRIM_AFTER while buffers are held: a
+                // busy session reallocates them on its next read.
+                trim_armed = false;
+                self.trim_buffers();
             }
         }
         self.finish();
@@ -389,6 +416,36 @@ impl Session {
             } else {
                 p.conn.close();
             }
+        }
+    }
+
+    /// Whether the session holds buffer memory [`Session::trim_buffers`] could free.
+    fn holds_buffers(&self) -> bool {
+        self.rbuf.capacity() > 0 || self.wbuf.capacity() > 0 || self.arena.capacity() > 0
+    }
+
+    /// Frees the buffers that are empty, so a client that once sent a big
+    /// pipeline and then stays connected costs nothing for it (Redis frees
+    /// an idle client's query buffer the same way).
+    fn trim_buffers(&mut self) {
+        if self.rbuf.is_empty() {
+            self.rbuf = BytesMut::new();
+        }
+        if self.wbuf.is_empty() {
+            self.wbuf = BytesMut::new();
+        }
+        self.arena = BytesMut::new();
+        self.scratch = BytesMut::new();
+    }
+
+    /// Right away, buffers that grew past their usual size for one big
+    /// request or reply and are empty now.
+    fn trim_oversized(&mut self) {
+        if self.rbuf.capacity() > 4 * net::READ_CHUNK {
+            self.rbuf = BytesMut::new();
+        }
+        if self.wbuf.capacity() > WBUF_HIGH {
+            self.wbuf = BytesMut::new();
         }
     }
 
