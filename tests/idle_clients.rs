@@ -110,7 +110,7 @@ fn quiet_clients_release_the_buffers_of_big_requests() {
     let mut proxy = Proxy::start(&redis);
     let value = "x".repeat(VALUE);
     let mut kept = Vec::new();
-    let mut round = |r: usize, kept: &mut Vec<RawConn>| {
+    let round = |r: usize, kept: &mut Vec<RawConn>| {
         for i in 0..ROUND {
             let mut c = RawConn::connect(proxy.port());
             let key = format!("big:{r}:{i}");
