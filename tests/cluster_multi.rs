@@ -194,6 +194,15 @@ fn scripts(k: &str, big: &str) -> Vec<Script> {
             &["EXEC"],
             &["GET", k],
         ]),
+        // SELECT and UNWATCH queued too: EXEC's GET element still restored.
+        script(&[
+            &["MULTI"],
+            &["SELECT", "0"],
+            &["SET", k, big],
+            &["UNWATCH"],
+            &["GET", k],
+            &["EXEC"],
+        ]),
         // Two transactions in a row on one connection.
         script(&[
             &["MULTI"],
