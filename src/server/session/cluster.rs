@@ -4,14 +4,14 @@
 //! whose keys span slots get Redis Cluster's own CROSSSLOT error; keyless
 //! commands follow an explicit per-command policy (`keyless`).
 
-use super::{Flow, Req, Session};
+use super::{Flow, Held, Req, Session, TxWait};
 use crate::cluster::topology::Topology;
 use crate::cluster::{key_slot, parse_redirect, RedirectKind, SlotMap};
 use crate::command::keys::KeyTable;
 use crate::command::Kind;
 use crate::protocol::encode;
 use crate::router::merge::{Merge, SCAN_NODE_BITS};
-use crate::server::replies::{After, Alloc, Redirected, WHOLE};
+use crate::server::replies::{After, Alloc, Redirected, DISCARD, WHOLE};
 use crate::upstream::conn::Conn;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
@@ -20,6 +20,12 @@ use std::sync::Arc;
 const RECENT_CONNS: usize = 16;
 
 const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+
+const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
+const DISCARD_CMD: &[u8] = b"*1\r\n$7\r\nDISCARD\r\n";
+/// Bytes of keyless commands a transaction may queue before its first key
+/// and still move to that key's node; past this it stays where it is.
+const HELD_MAX_BYTES: usize = 1 << 20;
 
 impl Session {
     pub(super) fn forward_cluster(&mut self, req: &Req, alloc: &mut Alloc) -> Flow {
@@ -398,13 +404,19 @@ impl Session {
     /// Cluster: MULTI waits for the first command to know which node runs the
     /// transaction (as cluster clients do); until then it is answered here.
     pub(super) fn defer_multi(&mut self, alloc: &mut Alloc) -> Flow {
-        self.multi_deferred = true;
+        self.tx_wait = TxWait::Multi;
         let mut b = BytesMut::new();
         encode::simple(&mut b, "OK");
         alloc.ready(b.freeze(), After::Nothing);
         Flow::Next
     }
 
+    /// The first command after a deferred MULTI. A command Redis would queue
+    /// goes, after MULTI, to the node of its first key; a keyless one to a
+    /// provisional node (its reply is Redis's own: `+QUEUED`, or the error
+    /// that will abort the transaction), which the first keyed command may
+    /// still change ([`Session::keyless_multi`]). The others (AUTH, CLIENT,
+    /// PROXY, ...) are answered as inside any transaction.
     pub(super) fn deferred_multi(&mut self, req: &Req, kind: Kind, alloc: &mut Alloc) -> Flow {
         use crate::command::{Local, Tx};
         let local = |alloc: &mut Alloc, reply: &'static [u8]| {
@@ -413,31 +425,28 @@ impl Session {
         };
         match kind {
             Kind::Transaction(Tx::Exec) => {
-                self.multi_deferred = false;
+                self.tx_wait = TxWait::No;
                 local(alloc, b"*0\r\n")
             }
             Kind::Transaction(Tx::Discard) => {
-                self.multi_deferred = false;
+                self.tx_wait = TxWait::No;
                 local(alloc, b"+OK\r\n")
             }
             Kind::Transaction(Tx::Multi) => local(alloc, b"-ERR MULTI calls can not be nested\r\n"),
+            // Redis's answer on the node of the key (elsewhere it would be
+            // MOVED): the transaction goes on unharmed.
             Kind::Transaction(Tx::Watch) => {
                 local(alloc, b"-ERR WATCH inside MULTI is not allowed\r\n")
             }
-            Kind::Local(Local::Quit | Local::Reset) => {
-                self.multi_deferred = false;
-                self.local(
-                    match kind {
-                        Kind::Local(l) => l,
-                        _ => Local::Reset,
-                    },
-                    req,
-                    alloc,
-                )
+            Kind::Local(l @ (Local::Quit | Local::Reset)) => {
+                self.tx_wait = TxWait::No;
+                self.local(l, req, alloc)
             }
-            _ => {
-                self.multi_deferred = false;
-                self.pin(req);
+            _ if super::queued_in_multi(kind) => {
+                self.tx_wait = TxWait::No;
+                let slot = self.tx_slot(req);
+                let addr = self.tx_addr(slot);
+                self.pin_at(&addr, self.st.db, self.st.proto);
                 let conn = match &mut self.pinned {
                     Some(p) => {
                         p.in_multi = true;
@@ -446,42 +455,147 @@ impl Session {
                     None => return Flow::Next,
                 };
                 // MULTI's own +OK was already given.
-                self.push(
-                    &conn,
-                    b"*1\r\n$5\r\nMULTI\r\n",
-                    Some((crate::server::replies::DISCARD, WHOLE)),
-                    alloc,
-                );
-                let seq = alloc.pending();
-                self.push(&conn, req.raw, Some((seq, WHOLE)), alloc);
-                Flow::Next
+                self.push(&conn, MULTI, Some((DISCARD, WHOLE)), alloc);
+                if kind == Kind::Passthrough {
+                    // Queued as it is (the session does not enter pub/sub).
+                    let seq = alloc.pending();
+                    self.push(&conn, req.raw, Some((seq, WHOLE)), alloc);
+                    return Flow::Next;
+                }
+                if slot.is_none() {
+                    let copy = self.arena_copy(req.raw);
+                    self.tx_wait = TxWait::Keyless(Held {
+                        requests: vec![copy],
+                        bytes: req.raw.len(),
+                    });
+                }
+                self.route_known(req, kind, alloc)
             }
+            // AUTH, CLIENT, PROXY, ...: answered here, as inside any MULTI.
+            _ => self.route_known(req, kind, alloc),
         }
     }
 
-    /// The node a pinned connection goes to: the slot owner of the request's
-    /// first key (or channel, for SSUBSCRIBE), else the first primary.
-    pub(super) fn pin_addr(&self, req: &Req) -> Arc<str> {
+    /// A command of a transaction that so far queued only keyless commands,
+    /// on a provisional node. The first keyed command decides the node: when
+    /// it is another one, the provisional transaction is discarded and MULTI
+    /// and the keyless commands are queued again on the right node (their
+    /// replies there are dropped: the client had Redis's replies from the
+    /// provisional node, and the same commands give the same replies), then
+    /// the keyed command. A transaction without keys runs where it is.
+    pub(super) fn keyless_multi(&mut self, req: &Req, kind: Kind, alloc: &mut Alloc) -> Flow {
+        use crate::command::{Local, Tx};
+        if !self
+            .pinned
+            .as_ref()
+            .is_some_and(|p| p.in_multi && !p.passthrough)
+        {
+            // The provisional connection failed: the transaction is gone.
+            self.tx_wait = TxWait::No;
+            return self.route_known(req, kind, alloc);
+        }
+        let may_have_key = matches!(
+            kind,
+            Kind::Forward | Kind::Blocking | Kind::BlockingIfArg(_) | Kind::Transaction(Tx::Watch)
+        );
+        if let Some(slot) = may_have_key.then(|| self.tx_slot(req)).flatten() {
+            self.settle_tx_node(slot, alloc);
+            return self.route_known(req, kind, alloc);
+        }
+        match kind {
+            Kind::Passthrough
+            | Kind::Transaction(Tx::Exec | Tx::Discard)
+            | Kind::Local(Local::Quit | Local::Reset) => self.tx_wait = TxWait::No,
+            _ if super::queued_in_multi(kind) => {
+                let fits = match &self.tx_wait {
+                    TxWait::Keyless(h) => h.bytes + req.raw.len() <= HELD_MAX_BYTES,
+                    _ => false,
+                };
+                if fits {
+                    let copy = self.arena_copy(req.raw);
+                    if let TxWait::Keyless(h) = &mut self.tx_wait {
+                        h.bytes += copy.len();
+                        h.requests.push(copy);
+                    }
+                } else {
+                    // Too much to hold: the transaction stays where it is.
+                    self.tx_wait = TxWait::No;
+                }
+            }
+            _ => {}
+        }
+        self.route_known(req, kind, alloc)
+    }
+
+    /// The first key of a transaction is in `slot`: move the transaction
+    /// from its provisional node to the slot's primary if that is another.
+    fn settle_tx_node(&mut self, slot: u16, alloc: &mut Alloc) {
+        let TxWait::Keyless(held) = std::mem::replace(&mut self.tx_wait, TxWait::No) else {
+            return;
+        };
+        let Some(topo) = self.cluster.clone() else {
+            return;
+        };
+        let Some(addr) = topo.map().node_for(slot).map(|s| s.primary.clone()) else {
+            // No owner known: Redis will say where the slot is.
+            return;
+        };
+        let Some(old) = self.pinned.take_if(|p| **p.conn.addr() != *addr) else {
+            return;
+        };
+        // Nothing of the provisional transaction runs. The connection goes
+        // back to the pool once every reply this session waits for is in
+        // (DISCARD's own reply, dropped, comes before anything queued by
+        // the connection's next user).
+        self.push(&old.conn, DISCARD_CMD, Some((DISCARD, WHOLE)), alloc);
+        let (db, proto, queued_db) = (old.db, old.proto, old.queued_db);
+        self.retired.push(old);
+        self.pin_at(&Arc::from(addr.as_str()), db, proto);
+        let conn = match &mut self.pinned {
+            Some(p) => {
+                p.in_multi = true;
+                p.queued_db = queued_db;
+                p.conn.clone()
+            }
+            None => return,
+        };
+        self.push(&conn, MULTI, Some((DISCARD, WHOLE)), alloc);
+        for r in &held.requests {
+            self.push(&conn, r, Some((DISCARD, WHOLE)), alloc);
+        }
+    }
+
+    /// The slot of the request's first key (or shard channel), if it has one.
+    fn tx_slot(&self, req: &Req) -> Option<u16> {
+        let topo = self.cluster.as_ref()?;
+        let args: Vec<&[u8]> = (0..req.argc()).map(|i| req.arg(i)).collect();
+        let keys = topo.keys();
+        let cmd = keys.resolve(&args).ok()?;
+        let routed = cmd.routing_args_of(&args).ok()?;
+        routed.first().map(|&i| key_slot(args[i]))
+    }
+
+    /// The primary of `slot`, else the first primary (a keyless request's
+    /// provisional node).
+    fn tx_addr(&self, slot: Option<u16>) -> Arc<str> {
         let Some(topo) = &self.cluster else {
             return self.worker.node().addr().clone();
         };
         let map = topo.map();
-        let args: Vec<&[u8]> = (0..req.argc()).map(|i| req.arg(i)).collect();
-        let keys = topo.keys();
-        let routed = keys
-            .resolve(&args)
-            .ok()
-            .and_then(|c| c.routing_args_of(&args).ok());
-        if let Some(&i) = routed.as_ref().and_then(|r| r.first()) {
-            if let Some(shard) = map.node_for(key_slot(args[i])) {
-                return shard.primary.as_str().into();
-            }
+        if let Some(shard) = slot.and_then(|s| map.node_for(s)) {
+            return shard.primary.as_str().into();
         }
         map.serving_primaries()
             .into_iter()
             .next()
             .map(Arc::from)
             .unwrap_or_else(|| self.worker.node().addr().clone())
+    }
+
+    /// The node a pinned connection goes to: the slot owner of the request's
+    /// first key (or channel, for SSUBSCRIBE), else the first primary.
+    pub(super) fn pin_addr(&self, req: &Req) -> Arc<str> {
+        self.tx_addr(self.tx_slot(req))
     }
 }
 

@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 
 impl Session {
     pub(super) fn handle_compressed(&mut self, req: &Req, kind: Kind, alloc: &mut Alloc) -> Flow {
-        let in_tx = self.multi_deferred || self.pinned.as_ref().is_some_and(|p| p.in_multi);
+        let in_tx = self.multi_deferred() || self.pinned.as_ref().is_some_and(|p| p.in_multi);
         match kind {
             Kind::Forward | Kind::Blocking | Kind::BlockingIfArg(_) => {}
             Kind::Transaction(Tx::Multi) if !in_tx => {
@@ -48,7 +48,14 @@ impl Session {
                 }
                 return flow;
             }
-            _ => return self.route(req, kind, alloc),
+            _ => {
+                let flow = self.route(req, kind, alloc);
+                if in_tx && flow != Flow::Barrier && super::queued_in_multi(kind) {
+                    // Queued (PING, SELECT, ...): an element of EXEC's reply.
+                    self.comp_tx.push(TxEntry::Plain);
+                }
+                return flow;
+            }
         }
         let arg = |i: usize| (i < req.argc()).then(|| req.arg(i));
         let before = alloc.last_seq();

@@ -99,6 +99,39 @@ impl Pinned {
     }
 }
 
+/// Cluster mode: a transaction whose node is not decided yet (see
+/// `cluster.rs`, `deferred_multi` and `keyless_multi`).
+enum TxWait {
+    /// Nothing waits (outside cluster mode, and once the node is known).
+    No,
+    /// MULTI was answered here; no command of the transaction was sent yet.
+    Multi,
+    /// MULTI and the keyless commands after it went to a provisional node;
+    /// the first keyed command moves them to its own node if that differs.
+    Keyless(Held),
+}
+
+/// The keyless commands queued on the provisional node, to queue again on
+/// the node the transaction's first key picks.
+struct Held {
+    requests: Vec<Bytes>,
+    bytes: usize,
+}
+
+/// Whether Redis queues the command inside MULTI as the session routes it
+/// there (to the pinned connection) rather than answering it itself.
+fn queued_in_multi(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Forward
+            | Kind::Blocking
+            | Kind::BlockingIfArg(_)
+            | Kind::Passthrough
+            | Kind::Local(Local::Ping | Local::Echo | Local::Select)
+            | Kind::Transaction(Tx::Unwatch)
+    )
+}
+
 /// Per-session state the local commands read and change.
 pub struct State {
     pub id: u64,
@@ -149,8 +182,11 @@ pub struct Session {
     cluster_proto: Proto,
     /// Topology version `cluster_conns` was filled under.
     cluster_version: u64,
-    /// Cluster mode: MULTI was answered but no command has chosen the node yet.
-    multi_deferred: bool,
+    /// Cluster mode: a transaction waiting for its first key to pick the node.
+    tx_wait: TxWait,
+    /// Cluster mode: pinned connections a transaction left for another node
+    /// (after DISCARD), given back once every reply is in.
+    retired: Vec<Pinned>,
     /// Cluster mode: sharded pub/sub subscriptions, once SSUBSCRIBE was used.
     shard: Option<Box<shard_pubsub::ShardSubs>>,
     /// Sentinel mode: the primary generation `shared` was taken in.
@@ -210,7 +246,8 @@ impl Session {
             arena: BytesMut::new(),
             cluster_proto: Proto::Resp2,
             cluster_version: 0,
-            multi_deferred: false,
+            tx_wait: TxWait::No,
+            retired: Vec::new(),
             shard: None,
             comp_tx: Vec::new(),
             stats,
@@ -321,6 +358,11 @@ impl Session {
             if self.pinned.as_ref().is_some_and(|p| p.clean()) && pending == 0 {
                 self.release_pinned_if_clean(true);
             }
+            if pending == 0 && !self.retired.is_empty() {
+                for p in self.retired.drain(..) {
+                    self.ctx.pinned.release(p.conn, p.db, p.proto);
+                }
+            }
             let can_read = !self.stop
                 && !self.stalled
                 && !self.eof
@@ -410,8 +452,16 @@ impl Session {
         if let Some(s) = self.shard.as_mut() {
             s.close();
         }
+        let idle = self.queue.is_empty();
         if let Some(p) = self.pinned.take() {
-            if p.clean() && self.queue.is_empty() {
+            if p.clean() && idle {
+                self.ctx.pinned.release(p.conn, p.db, p.proto);
+            } else {
+                p.conn.close();
+            }
+        }
+        for p in self.retired.drain(..) {
+            if idle {
                 self.ctx.pinned.release(p.conn, p.db, p.proto);
             } else {
                 p.conn.close();
@@ -595,14 +645,32 @@ impl Session {
 
     /// Route one request by its kind (after compression rewrote it, if it did).
     fn route(&mut self, req: &Req, kind: Kind, alloc: &mut Alloc) -> Flow {
-        if self.multi_deferred {
-            return self.deferred_multi(req, kind, alloc);
+        match self.tx_wait {
+            TxWait::No => self.route_known(req, kind, alloc),
+            TxWait::Multi => self.deferred_multi(req, kind, alloc),
+            TxWait::Keyless(_) => self.keyless_multi(req, kind, alloc),
         }
+    }
+
+    /// Cluster mode: MULTI was answered here and no command was sent yet.
+    fn multi_deferred(&self) -> bool {
+        matches!(self.tx_wait, TxWait::Multi)
+    }
+
+    /// [`Session::route`] once no transaction waits for its node.
+    fn route_known(&mut self, req: &Req, kind: Kind, alloc: &mut Alloc) -> Flow {
         if kind == Kind::Local(Local::Select) && self.pinned.is_some() {
             return self.select_pinned(req, alloc);
         }
         match kind {
             Kind::Forward => self.forward(req, alloc),
+            // Inside MULTI Redis queues them (+QUEUED, then their reply in
+            // EXEC's array), so the pinned connection must see them.
+            Kind::Local(Local::Ping | Local::Echo)
+                if self.pinned.as_ref().is_some_and(|p| p.in_multi) =>
+            {
+                self.forward(req, alloc)
+            }
             Kind::Local(l) => self.local(l, req, alloc),
             Kind::Refused(msg) => self.reply_error(alloc, msg),
             Kind::Blocking => self.forward_pinned(req, alloc, |_| {}),
@@ -807,21 +875,28 @@ impl Session {
             Some(_) => None,
             None => self.worker.node().dead_conn().cloned(),
         };
-        let conn = match dead {
+        match dead {
             // No node to pin to: the first request fails with the reason.
-            Some(d) => d,
+            Some(d) => self.pin_conn(d, self.st.db, self.st.proto),
             None => {
                 let addr = self.pin_addr(req);
-                self.ctx
-                    .pinned
-                    .acquire(&addr, self.st.db, self.st.proto, self.queue.clone())
+                self.pin_at(&addr, self.st.db, self.st.proto);
             }
-        };
+        }
+    }
+
+    /// Pin a connection of the pool to `addr`.
+    fn pin_at(&mut self, addr: &Arc<str>, db: u32, proto: Proto) {
+        let conn = self.ctx.pinned.acquire(addr, db, proto, self.queue.clone());
+        self.pin_conn(conn, db, proto);
+    }
+
+    fn pin_conn(&mut self, conn: Conn, db: u32, proto: Proto) {
         Metrics::add(&self.ctx.metrics.pinned_acquired, 1);
         self.pinned = Some(Pinned {
             conn,
-            db: self.st.db,
-            proto: self.st.proto,
+            db,
+            proto,
             in_multi: false,
             watching: false,
             queued_db: None,

@@ -35,7 +35,7 @@ impl Session {
         if cmd == Cmd::Command {
             return self.command_meta(req, alloc);
         }
-        let in_multi = self.multi_deferred || self.pinned.as_ref().is_some_and(|p| p.in_multi);
+        let in_multi = self.multi_deferred() || self.pinned.as_ref().is_some_and(|p| p.in_multi);
         if in_multi {
             let name = req.name_lower().to_uppercase();
             return self.reply_error(alloc, &format!("ERR {name} inside MULTI is not allowed"));
