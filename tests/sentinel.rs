@@ -549,3 +549,231 @@ fn pinned_sessions_on_the_old_primary_are_closed_at_the_switch() {
         b"$1\r\n1\r\n"
     );
 }
+
+/// The text of `PROXY NODES`.
+fn proxy_nodes(p: &Proxy) -> String {
+    String::from_utf8_lossy(&p.conn().cmd_str(&["PROXY", "NODES"])).into_owned()
+}
+
+/// A failover the proxy does not hear about: the sentinels' ACL denies the
+/// proxy's user `SUBSCRIBE` (so no `+switch-master` reaches it) and its
+/// periodic check is 10 minutes away. The sentinels move the primary; the
+/// old one is then made a replica of the new one (as the sentinels would a
+/// few seconds later, but with a plain `REPLICAOF`, which closes no client
+/// connection). The next write through the proxy gets `-READONLY` from the
+/// old primary; that reply alone must make the proxy ask the sentinels, and
+/// writes on the same client connection succeed again on the new primary
+/// within 10 s (in practice a few milliseconds).
+#[test]
+fn readonly_from_a_primary_demoted_unheard_makes_the_proxy_ask_again() {
+    let set = SentinelSet::start();
+    for s in &set.sentinels {
+        let r = s.conn().cmd_str(&[
+            "ACL",
+            "SETUSER",
+            "respite",
+            "on",
+            ">sentinel-pw",
+            "allchannels",
+            "+@all",
+            "-subscribe",
+            "-psubscribe",
+        ]);
+        assert_eq!(r, b"+OK\r\n", "{}", common::escape(&r));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("proxy.toml");
+    std::fs::write(
+        &conf,
+        "[upstream]\nsentinel_username = \"respite\"\nsentinel_check_interval_ms = 600000\n",
+    )
+    .unwrap();
+    let mut args = set.proxy_args();
+    for a in [
+        "--workers",
+        "2",
+        "--log-level",
+        "info,respite=debug",
+        "--admin",
+        "off",
+    ] {
+        args.push(a.to_string());
+    }
+    args.extend(["--config".to_string(), conf.display().to_string()]);
+    let mut p = Proxy::start_env(
+        args,
+        vec![("RESPITE_SENTINEL_PASSWORD".into(), "sentinel-pw".into())],
+    );
+    wait_served(&p);
+    let old = set.servers[0].port();
+    assert_eq!(proxy_primary(&p), format!("127.0.0.1:{old}"));
+    let nodes = proxy_nodes(&p);
+    assert_eq!(nodes.matches("reachable=1").count(), 3, "{nodes}");
+    assert!(!nodes.contains("subscribed=1"), "{nodes}");
+
+    // One client connection for the whole test.
+    let mut c = p.conn();
+    assert_eq!(c.cmd_str(&["SET", "before", "1"]), b"+OK\r\n");
+
+    let switch = watch_switch(set.sentinels[1].port());
+    let r = set.sentinels[0]
+        .conn()
+        .cmd_str(&["SENTINEL", "FAILOVER", MASTER_NAME]);
+    assert_eq!(r, b"+OK\r\n");
+    let (_, _, new) = switch.join().unwrap();
+    assert_ne!(new, old);
+    // The proxy heard nothing: it still names the old primary.
+    assert_eq!(proxy_primary(&p), format!("127.0.0.1:{old}"));
+    let checks_before = proxy_nodes(&p);
+
+    let r = set.servers[0]
+        .conn()
+        .cmd_str(&["REPLICAOF", "127.0.0.1", &new.to_string()]);
+    assert_eq!(r, b"+OK\r\n");
+    assert_eq!(role(old), "slave");
+    let demoted = Instant::now();
+
+    let mut readonly = 0;
+    let mut other_errors = Vec::new();
+    let mut i = 0;
+    let resumed = loop {
+        let r = c.cmd_str(&["SET", "after", &i.to_string()]);
+        if r == b"+OK\r\n" {
+            break demoted.elapsed();
+        }
+        if r.starts_with(b"-READONLY") {
+            readonly += 1;
+        } else {
+            other_errors.push(common::escape(&r));
+        }
+        assert!(
+            demoted.elapsed() < Duration::from_secs(10),
+            "writes did not resume within 10 s of the demotion: {readonly} -READONLY, \
+             other errors {other_errors:?}\nbefore: {checks_before}\nnow: {}\n{}",
+            proxy_nodes(&p),
+            p.log()
+        );
+        i += 1;
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        readonly >= 1,
+        "the first write after the demotion did not meet -READONLY"
+    );
+    // Requests in flight at the switch may get the switch's own error.
+    assert!(
+        other_errors.iter().all(|e| e.starts_with("-ERR upstream ")),
+        "{other_errors:?}"
+    );
+    assert_eq!(proxy_primary(&p), format!("127.0.0.1:{new}"));
+    for j in 0..20 {
+        assert_eq!(
+            c.cmd_str(&["SET", "after", &format!("{i}-{j}")]),
+            b"+OK\r\n"
+        );
+    }
+    assert_eq!(
+        RawConn::connect(new).cmd_str(&["GET", "after"]),
+        format!("${}\r\n{i}-19\r\n", format!("{i}-19").len()).as_bytes(),
+        "the writes went to the new primary"
+    );
+    let nodes = proxy_nodes(&p);
+    assert!(!nodes.contains("subscribed=1"), "{nodes}");
+    p.assert_running();
+    eprintln!(
+        "-READONLY rediscovery: writes resumed {resumed:?} after the demotion \
+         ({readonly} -READONLY replies, {} other errors)",
+        other_errors.len()
+    );
+}
+
+/// The primary demoted behind the sentinels' back (`REPLICAOF` by hand to a
+/// replica promoted by hand): the sentinels still name it, so there is no
+/// primary to believe (respite does not follow replication links; the
+/// sentinels decide). After the `-READONLY` that tells the proxy, requests
+/// fail at once with the clear error instead of being sent to a replica,
+/// and the same connection writes again once the sentinels have failed
+/// over (they see the role in their next `INFO`, every 10 s, and count a
+/// primary that reports itself a replica as down `down-after-milliseconds`
+/// + 20 s later: about 30 s here), all within 90 s.
+#[test]
+fn primary_demoted_behind_the_sentinels_back_fails_fast_until_they_fail_over() {
+    let set = SentinelSet::start();
+    let mut p = proxy(&set, &[]);
+    wait_served(&p);
+    let old = set.servers[0].port();
+    let mut c = p.conn();
+    assert_eq!(c.cmd_str(&["SET", "before", "1"]), b"+OK\r\n");
+
+    let promoted = set.servers[1].port();
+    assert_eq!(
+        set.servers[1].conn().cmd_str(&["REPLICAOF", "NO", "ONE"]),
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        set.servers[0]
+            .conn()
+            .cmd_str(&["REPLICAOF", "127.0.0.1", &promoted.to_string()]),
+        b"+OK\r\n"
+    );
+    let demoted = Instant::now();
+
+    let mut seen: Vec<(Duration, String)> = Vec::new();
+    let mut i = 0;
+    let resumed = loop {
+        let t = Instant::now();
+        let r = c.cmd_str(&["SET", "after", &i.to_string()]);
+        let took = t.elapsed();
+        if r == b"+OK\r\n" {
+            break demoted.elapsed();
+        }
+        let text = common::escape(&r);
+        assert!(
+            took < Duration::from_secs(2),
+            "a write took {took:?} while no primary was known: {text}"
+        );
+        if seen.last().is_none_or(|(_, last)| *last != text) {
+            seen.push((demoted.elapsed(), text));
+        }
+        assert!(
+            demoted.elapsed() < Duration::from_secs(90),
+            "writes did not resume within 90 s: {seen:?}\n{}",
+            proxy_nodes(&p)
+        );
+        i += 1;
+        thread::sleep(Duration::from_millis(50));
+    };
+    let now = set.reported_primary().expect("sentinels report a primary");
+    assert_eq!(proxy_primary(&p), format!("127.0.0.1:{now}"));
+    assert_eq!(
+        RawConn::connect(now).cmd_str(&["GET", "after"]),
+        format!("${}\r\n{i}\r\n", i.to_string().len()).as_bytes()
+    );
+    // What the client saw meanwhile: at most a few -READONLY (until the
+    // proxy's check), then the fail-fast error naming the master.
+    assert!(
+        seen.iter()
+            .all(|(_, e)| e.starts_with("-READONLY") || e.starts_with("-ERR upstream ")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|(_, e)| e.contains("no primary known for master")),
+        "{seen:?}"
+    );
+    let readonly_until = seen
+        .iter()
+        .filter(|(_, e)| e.starts_with("-READONLY"))
+        .map(|(t, _)| *t)
+        .max()
+        .unwrap_or_default();
+    assert!(
+        readonly_until < Duration::from_secs(5),
+        "-READONLY replies went on for {readonly_until:?}: {seen:?}"
+    );
+    p.assert_running();
+    eprintln!(
+        "demoted behind the sentinels' back: writes resumed {resumed:?} after the demotion, \
+         on {now} (promoted by hand: {promoted}, old: {old}); errors seen: {seen:?}"
+    );
+}

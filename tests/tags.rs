@@ -609,3 +609,122 @@ fn big_tag_invalidation_keeps_ping_fast() {
         "PING direct waited {worst_direct:?}"
     );
 }
+
+/// `FUNCTION FLUSH` run on Redis behind the proxy's back removes the index
+/// functions (library `respite_tags_v1`) while the proxy believes they are
+/// loaded. The first tag command after it, each of the five in turn, must
+/// get its normal reply (no error), load the library again, and leave the
+/// index right; likewise `TAGSET` in RESP3 (nil for NX) and 50 `TAGSET`s
+/// pipelined right after a flush. The background sweep is off (one hour),
+/// so that only the command under test can reload the library.
+#[test]
+fn function_flush_behind_the_proxys_back_is_invisible_to_tag_commands() {
+    let redis = RedisServer::start();
+    let (proxy, _dir) = proxy_with(&redis, "sweep_interval_ms = 3600000", Vec::new());
+    let mut p = proxy.conn();
+    let mut r = redis.conn();
+    let lib_loaded = |r: &mut RawConn| {
+        String::from_utf8_lossy(&r.cmd_str(&["FUNCTION", "LIST"])).contains("respite_tags_v1")
+    };
+    let flush = |r: &mut RawConn| {
+        assert_eq!(r.cmd_str(&["FUNCTION", "FLUSH"]), b"+OK\r\n");
+        assert!(!lib_loaded(r), "FUNCTION FLUSH left the library");
+    };
+    let sorted = |reply: Vec<u8>| -> Vec<String> {
+        let (frames, _) = split_frames(&reply).unwrap();
+        let text = String::from_utf8_lossy(&frames[0]).into_owned();
+        assert!(text.starts_with('*'), "not an array: {text:?}");
+        let mut items: Vec<String> = text
+            .split("\r\n")
+            .skip(1)
+            .filter(|l| !l.is_empty() && !l.starts_with('$'))
+            .map(str::to_string)
+            .collect();
+        items.sort();
+        items
+    };
+
+    // The proxy loads the library with its first tag command and from then
+    // on sends TAGSET straight on as one FCALL.
+    assert_eq!(p.cmd_str(&["TAGSET", "a", "1", "TAGS", "t1"]), b"+OK\r\n");
+    assert_eq!(
+        p.cmd_str(&["TAGSET", "b", "2", "TAGS", "t1", "t2"]),
+        b"+OK\r\n"
+    );
+    assert!(lib_loaded(&mut r));
+
+    // Each command as the first one after a flush.
+    flush(&mut r);
+    let reply = p.cmd_str(&["TAGSET", "c", "3", "TAGS", "t2"]);
+    assert_eq!(reply, b"+OK\r\n", "TAGSET: {}", escape(&reply));
+    assert!(lib_loaded(&mut r), "TAGSET did not reload the library");
+    assert_eq!(r.cmd_str(&["GET", "c"]), b"$1\r\n3\r\n");
+
+    flush(&mut r);
+    let reply = p.cmd_str(&["TAGSOF", "b"]);
+    assert_eq!(sorted(reply), ["t1", "t2"], "TAGSOF");
+    assert!(lib_loaded(&mut r), "TAGSOF did not reload the library");
+
+    flush(&mut r);
+    let reply = p.cmd_str(&["TAGADD", "a", "t3", "t1"]);
+    assert_eq!(reply, b":1\r\n", "TAGADD: {}", escape(&reply));
+    assert!(lib_loaded(&mut r), "TAGADD did not reload the library");
+    assert_eq!(sorted(p.cmd_str(&["TAGSOF", "a"])), ["t1", "t3"]);
+
+    flush(&mut r);
+    let reply = p.cmd_str(&["TAGKEYS", "t2"]);
+    assert_eq!(sorted(reply), ["b", "c"], "TAGKEYS");
+    assert!(lib_loaded(&mut r), "TAGKEYS did not reload the library");
+
+    flush(&mut r);
+    let reply = p.cmd_str(&["TAGINVAL", "t1"]);
+    assert_eq!(reply, b":2\r\n", "TAGINVAL: {}", escape(&reply));
+    assert!(lib_loaded(&mut r), "TAGINVAL did not reload the library");
+    assert_eq!(r.cmd_str(&["EXISTS", "a", "b", "c"]), b":1\r\n");
+    assert_eq!(p.cmd_str(&["TAGKEYS", "t2"]), b"*1\r\n$1\r\nc\r\n");
+
+    // RESP3: the nil of an NX that did not write, then an XX that did.
+    let mut p3 = proxy.conn();
+    assert!(p3.cmd_str(&["HELLO", "3"]).starts_with(b"%"));
+    flush(&mut r);
+    let reply = p3.cmd_str(&["TAGSET", "c", "x", "NX", "TAGS", "t9"]);
+    assert_eq!(reply, b"_\r\n", "RESP3 TAGSET NX: {}", escape(&reply));
+    assert!(lib_loaded(&mut r));
+    flush(&mut r);
+    let reply = p3.cmd_str(&["TAGSET", "c", "4", "XX", "TAGS", "t4"]);
+    assert_eq!(reply, b"+OK\r\n", "RESP3 TAGSET XX: {}", escape(&reply));
+    assert_eq!(r.cmd_str(&["GET", "c"]), b"$1\r\n4\r\n");
+    assert_eq!(sorted(p3.cmd_str(&["TAGSOF", "c"])), ["t4"]);
+
+    // A pipeline of TAGSETs sent right after a flush: every FCALL in it
+    // meets the missing library; every client still gets +OK, in order.
+    flush(&mut r);
+    let n = 50;
+    let mut buf = Vec::new();
+    for i in 0..n {
+        buf.extend(encode_str(&[
+            "TAGSET",
+            &format!("pipe:{i}"),
+            &i.to_string(),
+            "TAGS",
+            "pipe",
+        ]));
+    }
+    p.send(&buf);
+    for i in 0..n {
+        let reply = p.read_reply();
+        assert_eq!(
+            reply,
+            b"+OK\r\n",
+            "pipelined TAGSET {i}: {}",
+            escape(&reply)
+        );
+    }
+    let listed = sorted(p.cmd_str(&["TAGKEYS", "pipe"]));
+    assert_eq!(listed.len(), n, "{listed:?}");
+    assert_eq!(p.cmd_str(&["GET", "pipe:49"]), b"$2\r\n49\r\n");
+    assert_eq!(
+        p.cmd_str(&["TAGINVAL", "pipe"]),
+        format!(":{n}\r\n").as_bytes()
+    );
+}

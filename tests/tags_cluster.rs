@@ -207,3 +207,124 @@ fn cluster_race_tagset_against_taginval_loses_nothing() {
     assert!(keys(&mut c, "race:*").is_empty());
     assert!(s > 2000 && i > 10, "too few iterations: {s} / {i}");
 }
+
+/// Sorted bulk strings of a flat array reply.
+fn sorted_items(reply: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(reply).into_owned();
+    assert!(text.starts_with('*'), "not an array: {text:?}");
+    let mut items: Vec<String> = text
+        .split("\r\n")
+        .skip(1)
+        .filter(|l| !l.is_empty() && !l.starts_with('$'))
+        .map(str::to_string)
+        .collect();
+    items.sort();
+    items
+}
+
+/// `FUNCTION FLUSH` on every primary behind the proxy's back (see the
+/// standalone test in tests/tags.rs): the first tag command after it, each
+/// of the five in turn (TAGSET as a pipeline over keys on every node), gets
+/// its normal reply, the library is loaded again where the command ran,
+/// and the index is right. The background sweep is off (one hour).
+#[test]
+fn function_flush_on_every_primary_is_invisible_to_tag_commands() {
+    let cluster = RedisCluster::start(3, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("proxy.toml");
+    std::fs::write(&conf, "[tags]\nsweep_interval_ms = 3600000\n").unwrap();
+    let mut args = Proxy::default_args(&cluster.seed_addr());
+    args.extend(["--mode", "cluster", "--config"].map(String::from));
+    args.push(conf.display().to_string());
+    let proxy = Proxy::start_args(args);
+    let mut c = proxy.conn();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !c.cmd_str(&["DBSIZE"]).starts_with(b":") {
+        assert!(Instant::now() < deadline, "no slot map\n{}", proxy.log());
+        thread::sleep(Duration::from_millis(50));
+    }
+    let primaries = cluster.primary_ports();
+    assert_eq!(primaries.len(), 3);
+    let lib_loaded = |port: u16| {
+        String::from_utf8_lossy(&cluster.conn(port).cmd_str(&["FUNCTION", "LIST"]))
+            .contains("respite_tags_v1")
+    };
+    let flush_all = || {
+        for &port in &primaries {
+            assert_eq!(
+                cluster.conn(port).cmd_str(&["FUNCTION", "FLUSH"]),
+                b"+OK\r\n"
+            );
+            assert!(!lib_loaded(port));
+        }
+    };
+    // 24 keys spread over the slots, so every primary holds some.
+    let all = key_per_slot("ff:");
+    let tagged: Vec<String> = (0..24).map(|i| all[i * 16384 / 24 + 7].clone()).collect();
+    for &port in &primaries {
+        assert!(
+            tagged
+                .iter()
+                .any(|k| cluster.node_for_slot(respite::cluster::key_slot(k.as_bytes())) == port),
+            "no test key on {port}"
+        );
+    }
+    tagset_all(&mut c, &tagged, &["a"]);
+    assert!(primaries.iter().all(|&p| lib_loaded(p)));
+
+    // TAGSET first after the flush, pipelined over every node.
+    flush_all();
+    tagset_all(&mut c, &tagged, &["a", "b"]);
+    for &port in &primaries {
+        assert!(
+            lib_loaded(port),
+            "TAGSET did not reload the library on {port}"
+        );
+    }
+
+    let owner = |k: &str| cluster.node_for_slot(respite::cluster::key_slot(k.as_bytes()));
+    flush_all();
+    assert_eq!(
+        sorted_items(&c.cmd_str(&["TAGSOF", &tagged[0]])),
+        ["a", "b"]
+    );
+    assert!(
+        lib_loaded(owner(&tagged[0])),
+        "TAGSOF did not reload the library"
+    );
+
+    flush_all();
+    let r = c.cmd_str(&["TAGADD", &tagged[1], "c", "a"]);
+    assert_eq!(r, b":1\r\n", "TAGADD: {}", escape(&r));
+    assert!(
+        lib_loaded(owner(&tagged[1])),
+        "TAGADD did not reload the library"
+    );
+    assert_eq!(
+        sorted_items(&c.cmd_str(&["TAGSOF", &tagged[1]])),
+        ["a", "b", "c"]
+    );
+
+    flush_all();
+    let mut expected = tagged.clone();
+    expected.sort();
+    assert_eq!(sorted_items(&c.cmd_str(&["TAGKEYS", "b"])), expected);
+    for &port in &primaries {
+        assert!(
+            lib_loaded(port),
+            "TAGKEYS did not reload the library on {port}"
+        );
+    }
+
+    flush_all();
+    let r = c.cmd_str(&["TAGINVAL", "a"]);
+    assert_eq!(r, b":24\r\n", "TAGINVAL: {}", escape(&r));
+    for &port in &primaries {
+        assert!(
+            lib_loaded(port),
+            "TAGINVAL did not reload the library on {port}"
+        );
+    }
+    assert!(keys(&mut c, "ff:*").is_empty());
+    assert_eq!(c.cmd_str(&["TAGKEYS", "c"]), b"*0\r\n");
+}

@@ -47,6 +47,9 @@ pub const DEFAULT_UPSTREAM_COMMAND_TIMEOUT_MS: u64 = 5000;
 pub const DEFAULT_UPSTREAM_RECONNECT_BACKOFF_MIN_MS: u64 = 50;
 /// Longest wait between reconnect attempts (the wait doubles up to this).
 pub const DEFAULT_UPSTREAM_RECONNECT_BACKOFF_MAX_MS: u64 = 2000;
+/// Sentinel mode: how often the sentinels are asked for the primary when
+/// nothing (an event, `-READONLY`, a failed connection) asked sooner.
+pub const DEFAULT_UPSTREAM_SENTINEL_CHECK_INTERVAL_MS: u64 = 2000;
 /// Databases `SELECT` accepts, as Redis's own default `databases 16`.
 pub const DEFAULT_UPSTREAM_DATABASES: u32 = 16;
 /// Reads go to the primary, so a client reads its own writes.

@@ -97,6 +97,8 @@ pub struct UpstreamConfig {
     /// Credentials towards the sentinels.
     pub sentinel_username: Option<String>,
     pub sentinel_password: Option<String>,
+    /// Sentinel mode: ask the sentinels at least this often.
+    pub sentinel_check_interval: Duration,
     /// Shared multiplexed connections per node and per worker.
     pub shared_connections: usize,
     /// Most pinned connections (transactions, blocking, pub/sub) per node.
@@ -278,6 +280,7 @@ impl fmt::Debug for UpstreamConfig {
             .field("password", &redacted(&self.password))
             .field("sentinel_username", &self.sentinel_username)
             .field("sentinel_password", &redacted(&self.sentinel_password))
+            .field("sentinel_check_interval", &self.sentinel_check_interval)
             .field("shared_connections", &self.shared_connections)
             .field("pinned_pool_size", &self.pinned_pool_size)
             .field("connect_timeout", &self.connect_timeout)

@@ -86,6 +86,10 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
     let password = p.secret("upstream.password", up.password);
     let sentinel_username = p.non_empty("upstream.sentinel_username", up.sentinel_username);
     let sentinel_password = p.secret("upstream.sentinel_password", up.sentinel_password);
+    let sentinel_check_ms = up
+        .sentinel_check_interval_ms
+        .unwrap_or(DEFAULT_UPSTREAM_SENTINEL_CHECK_INTERVAL_MS);
+    p.at_least("upstream.sentinel_check_interval_ms", sentinel_check_ms, 1);
     let shared_connections = up
         .shared_connections
         .unwrap_or(DEFAULT_UPSTREAM_SHARED_CONNECTIONS);
@@ -133,6 +137,7 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         password,
         sentinel_username,
         sentinel_password,
+        sentinel_check_interval: Duration::from_millis(sentinel_check_ms),
         shared_connections,
         pinned_pool_size,
         connect_timeout: Duration::from_millis(connect_timeout_ms),

@@ -8,7 +8,9 @@
 //! `ROLE` as `master`. The check runs periodically, at once when a sentinel
 //! publishes an event about the master ([`watch`]: `+switch-master`,
 //! `+sdown`, `+odown`, ...), when a sentinel becomes reachable again, and
-//! when a session sees `-READONLY` or a failed upstream connection.
+//! when a session sees `-READONLY` or a failed upstream connection; the
+//! period (`upstream.sentinel_check_interval_ms`, 2 s) only matters when
+//! all of those missed a change.
 //!
 //! A switch replaces each worker's node connections, bumps the generation
 //! (sessions compare it once per read batch and drop their cached
@@ -31,8 +33,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// Re-check even when no sentinel said anything.
-const REFRESH_EVERY: Duration = Duration::from_secs(2);
 /// Re-check this often while no primary is known or a new one is not
 /// confirmed yet (a failover in progress).
 const RETRY_EVERY: Duration = Duration::from_millis(200);
@@ -154,7 +154,11 @@ impl Sentinel {
             let settled = self.check(&ctx).await;
             self.checks.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(MIN_REFRESH_GAP).await;
-            let wait = if settled { REFRESH_EVERY } else { RETRY_EVERY };
+            let wait = if settled {
+                self.config.upstream.sentinel_check_interval
+            } else {
+                RETRY_EVERY.min(self.config.upstream.sentinel_check_interval)
+            };
             let _ = tokio::time::timeout(wait, self.refresh.notified()).await;
         }
     }

@@ -5,12 +5,16 @@
 //! nodes that are merged once all have arrived. A slot that remembers its
 //! request's bytes can be sent again when the reply is a cluster redirect
 //! (`MOVED`, `ASK`, `TRYAGAIN`): the drain hands the redirect to the session
-//! instead of writing it.
+//! instead of writing it. A slot with a [`Redo`] can have its reply produced
+//! again by work the session runs off its task (a `TAGSET` whose function
+//! library vanished); the drain stops there until that work delivers.
 
 use crate::router::merge::{self, Merge};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::task::Waker;
 
 /// Part number of a reply that answers a whole slot.
@@ -73,11 +77,34 @@ impl std::fmt::Debug for Post {
     }
 }
 
+/// Work that produces a slot's reply again.
+pub type RedoWork = Pin<Box<dyn Future<Output = Bytes> + Send>>;
+
+/// A look at a slot's reply when it reaches the front of the queue, before
+/// any [`Post`]: `None` keeps it; `Some(work)` makes the slot wait for the
+/// reply `work` returns instead (see [`Drained::redo`]).
+pub struct Redo(Box<RedoFn>);
+
+type RedoFn = dyn FnOnce(&Bytes) -> Option<RedoWork> + Send;
+
+impl Redo {
+    pub fn new(f: impl FnOnce(&Bytes) -> Option<RedoWork> + Send + 'static) -> Redo {
+        Redo(Box::new(f))
+    }
+}
+
+impl std::fmt::Debug for Redo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Redo")
+    }
+}
+
 #[derive(Debug)]
 struct Slot {
     state: State,
     after: After,
     post: Option<Post>,
+    redo: Option<Redo>,
     /// The request's bytes when a redirect may have to resend it.
     retry: Option<Bytes>,
     redirects: u8,
@@ -120,6 +147,19 @@ pub struct Redirected {
     pub reply: Bytes,
 }
 
+/// A front slot whose reply a [`Redo`] replaced with work: the session runs
+/// `work` and delivers its result to `seq` (the slot is pending again).
+pub struct Redone {
+    pub seq: u64,
+    pub work: RedoWork,
+}
+
+impl std::fmt::Debug for Redone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redone").field("seq", &self.seq).finish()
+    }
+}
+
 /// What a drain left behind.
 #[derive(Debug)]
 pub struct Drained {
@@ -129,6 +169,8 @@ pub struct Drained {
     pub close: bool,
     /// The front slot needs resending; the drain stopped there.
     pub redirect: Option<Redirected>,
+    /// The front slot's reply is to be produced again; the drain stopped there.
+    pub redo: Option<Redone>,
 }
 
 /// Session-side handle while allocating a batch of slots under one lock.
@@ -143,6 +185,7 @@ impl Alloc<'_> {
             state,
             after,
             post: None,
+            redo: None,
             retry,
             redirects: 0,
         });
@@ -200,6 +243,18 @@ impl Alloc<'_> {
                 Some(p) => p.then(post),
                 None => post,
             });
+        }
+    }
+
+    /// Give slot `seq`'s reply to `redo` when it reaches the front (a slot
+    /// answered whole only). Does nothing for a slot already drained.
+    pub fn add_redo(&mut self, seq: u64, redo: Redo) {
+        let head = self.inner.head;
+        if let Some(slot) = seq
+            .checked_sub(head)
+            .and_then(|i| self.inner.slots.get_mut(i as usize))
+        {
+            slot.redo = Some(redo);
         }
     }
 
@@ -312,6 +367,7 @@ impl ReplyQueue {
                 state: State::Ready(frame),
                 after,
                 post: None,
+                redo: None,
                 retry: None,
                 redirects: 0,
             });
@@ -328,6 +384,7 @@ impl ReplyQueue {
         let mut g = self.inner.lock();
         let mut close = false;
         let mut redirect = None;
+        let mut redo = None;
         loop {
             let head = g.head;
             let Some(front) = g.slots.front_mut() else {
@@ -339,6 +396,15 @@ impl ReplyQueue {
             if let Some(r) = take_redirect(front, head) {
                 redirect = Some(r);
                 break;
+            }
+            if let Some(check) = front.redo.take() {
+                if let State::Ready(reply) = &front.state {
+                    if let Some(work) = (check.0)(reply) {
+                        front.state = State::Pending;
+                        redo = Some(Redone { seq: head, work });
+                        break;
+                    }
+                }
             }
             let after = front.after;
             let reply = match std::mem::replace(&mut front.state, State::Pending) {
@@ -374,6 +440,7 @@ impl ReplyQueue {
             remaining: g.slots.len(),
             close,
             redirect,
+            redo,
         }
     }
 
@@ -431,5 +498,79 @@ fn take_redirect(slot: &mut Slot, seq: u64) -> Option<Redirected> {
             })
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain_all(q: &ReplyQueue) -> (Vec<Bytes>, Drained) {
+        let mut out = Vec::new();
+        let d = q.drain(std::task::Waker::noop(), |b, _| out.push(b));
+        (out, d)
+    }
+
+    #[test]
+    fn redo_holds_the_slot_and_later_replies_until_its_work_delivers() {
+        let q = ReplyQueue::new();
+        let (first, redone, last) = {
+            let mut a = q.alloc();
+            let first = a.pending();
+            let redone = a.pending();
+            a.add_redo(
+                redone,
+                Redo::new(|reply| {
+                    (&reply[..] == b"-ERR again\r\n")
+                        .then(|| -> RedoWork { Box::pin(async { Bytes::from_static(b"+OK\r\n") }) })
+                }),
+            );
+            a.add_post(redone, Post::new(|b| b));
+            (first, redone, a.pending())
+        };
+        q.deliver(last, WHOLE, Bytes::from_static(b":3\r\n"));
+        q.deliver(redone, WHOLE, Bytes::from_static(b"-ERR again\r\n"));
+        q.deliver(first, WHOLE, Bytes::from_static(b":1\r\n"));
+        let (out, d) = drain_all(&q);
+        assert_eq!(out, [Bytes::from_static(b":1\r\n")]);
+        let r = d.redo.expect("redo asked for");
+        assert_eq!((r.seq, d.remaining), (redone, 2));
+        // Pending again: nothing more is written until the work delivers.
+        let (out, d) = drain_all(&q);
+        assert!(out.is_empty() && d.redo.is_none());
+        let reply = block_on(r.work);
+        q.deliver(r.seq, WHOLE, reply);
+        let (out, d) = drain_all(&q);
+        assert_eq!(
+            out,
+            [
+                Bytes::from_static(b"+OK\r\n"),
+                Bytes::from_static(b":3\r\n")
+            ]
+        );
+        assert!(d.redo.is_none() && d.remaining == 0);
+    }
+
+    #[test]
+    fn redo_that_keeps_the_reply_changes_nothing() {
+        let q = ReplyQueue::new();
+        let seq = {
+            let mut a = q.alloc();
+            let seq = a.pending();
+            a.add_redo(seq, Redo::new(|_| None));
+            seq
+        };
+        q.deliver(seq, WHOLE, Bytes::from_static(b"+OK\r\n"));
+        let (out, d) = drain_all(&q);
+        assert_eq!(out, [Bytes::from_static(b"+OK\r\n")]);
+        assert!(d.redo.is_none() && d.remaining == 0);
+    }
+
+    /// Runs a future that needs no reactor to completion.
+    fn block_on(f: RedoWork) -> Bytes {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
     }
 }

@@ -5,8 +5,9 @@
 //! promoted replica or a restarted node with persistence has them already.
 //! A node that lost them (restart without persistence, `FUNCTION FLUSH`, a
 //! new node) answers `Function not found`: the proxy forgets that it loaded
-//! them there and loads them again before the next tag command for that
-//! node; the tag commands run by a task retry once transparently.
+//! them there, loads them again and runs the call again, so the client gets
+//! the normal reply (a forwarded `TAGSET` through a `Redo` of its reply
+//! slot, the commands run by a task in `ops::Up::run_raw`).
 
 use crate::protocol::encode;
 use crate::upstream::call::call_one;

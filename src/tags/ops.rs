@@ -500,15 +500,10 @@ impl Up {
     ) -> Bytes {
         let reply = match self.retry_of(&first) {
             Retry::No => first,
-            Retry::Reload => {
-                if let Ok(a) = self.owner(slot) {
-                    lua::forget(&a);
-                }
-                match self.run_raw(slot, &req).await {
-                    Ok(r) => r,
-                    Err(e) => return error(&e),
-                }
-            }
+            // Reload: run_raw loads the library again if the call still
+            // finds it missing. Not forgotten here: after a FUNCTION FLUSH
+            // every TAGSET in flight comes here, and the first to reload
+            // serves them all.
             _ => match self.run_raw(slot, &req).await {
                 Ok(r) => r,
                 Err(e) => return error(&e),

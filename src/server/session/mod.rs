@@ -326,6 +326,16 @@ impl Session {
                 self.redirect(r);
                 continue;
             }
+            if let Some(r) = drained.redo {
+                let queue = self.queue.clone();
+                tokio::spawn(async move {
+                    let reply = r.work.await;
+                    queue.deliver(r.seq, WHOLE, reply);
+                });
+                // Requests not sent yet wait until it is done: they must not
+                // run before the request being redone.
+                self.stalled = true;
+            }
             Metrics::add(&self.ctx.metrics.error_replies, errors);
             if close {
                 self.stop = true;

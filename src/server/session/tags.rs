@@ -15,7 +15,7 @@ use super::{Flow, Req, Session};
 use crate::cluster::key_slot;
 use crate::metrics::Metrics;
 use crate::protocol::{encode, Parsed, Proto, RequestParser};
-use crate::server::replies::{Alloc, Post, ReplyQueue, WHOLE};
+use crate::server::replies::{Alloc, Post, Redo, ReplyQueue, WHOLE};
 use crate::tags::layout::encode_tags;
 use crate::tags::ops::{self, Up};
 use crate::tags::parse::{self, TagSet};
@@ -178,6 +178,10 @@ impl Session {
         let flow = self.forward(&fwd, alloc);
         if flow == Flow::Next && alloc.last_seq() != before {
             if let Some(seq) = alloc.last_seq() {
+                // Shared: only the rare paths (redo, cluster confirmation) copy them.
+                let tags = Arc::new(tags);
+                let redo = tagset_redo(up.clone(), req.clone(), slot, tags.clone(), proto);
+                alloc.add_redo(seq, redo);
                 alloc.add_post(seq, tagset_post(up, addr, slot, tags));
             }
         }
@@ -421,10 +425,29 @@ fn tagset_fcall(up: &Up, slot: u16, ts: &TagSet) -> Bytes {
     lua::fcall("respite_tagset", &keys, &args)
 }
 
-/// The forwarded `TAGSET`'s reply: a missing library becomes a retryable
-/// error (and is loaded again by the next tag command); a pinned cluster
-/// session's directory confirmation runs in the background.
-fn tagset_post(up: Arc<Up>, addr: Arc<str>, slot: u16, tags: Vec<Vec<u8>>) -> Post {
+/// The forwarded `TAGSET` met a missing library (`FUNCTION FLUSH`, a Redis
+/// restart without persistence: the `FCALL` did nothing): load it again and
+/// run the call again, so the client gets `TAGSET`'s normal reply. The
+/// session holds its later requests until this is done; any it had already
+/// sent (pipelined behind this `TAGSET`) ran before it.
+fn tagset_redo(up: Arc<Up>, req: Bytes, slot: u16, tags: Arc<Vec<Vec<u8>>>, proto: Proto) -> Redo {
+    Redo::new(move |reply| {
+        if !lua::is_not_found(reply) {
+            return None;
+        }
+        let first = reply.clone();
+        Some(Box::pin(async move {
+            let tags = Arc::unwrap_or_clone(tags);
+            up.tagset_finish(slot, req, tags, first, proto).await
+        }))
+    })
+}
+
+/// The forwarded `TAGSET`'s reply: a missing library that running it again
+/// did not cure becomes a retryable error (and is loaded again by the next
+/// tag command); a pinned cluster session's directory confirmation runs in
+/// the background.
+fn tagset_post(up: Arc<Up>, addr: Arc<str>, slot: u16, tags: Arc<Vec<Vec<u8>>>) -> Post {
     Post::new(move |reply| {
         if lua::is_not_found(&reply) {
             lua::forget(&addr);
@@ -435,6 +458,7 @@ fn tagset_post(up: Arc<Up>, addr: Arc<str>, slot: u16, tags: Vec<Vec<u8>>) -> Po
         if reply.first() == Some(&b'*') {
             let proto = Proto::Resp2;
             tokio::spawn(async move {
+                let tags = Arc::unwrap_or_clone(tags);
                 up.tagset_finish(slot, Bytes::new(), tags, reply, proto)
                     .await;
             });
