@@ -8,6 +8,16 @@
 //! instead of writing it. A slot with a [`Redo`] can have its reply produced
 //! again by work the session runs off its task (a `TAGSET` whose function
 //! library vanished); the drain stops there until that work delivers.
+//!
+//! Batch holding: the session marks the last slot of each client read
+//! ([`Alloc::end_batch`]) and the slots sent on shared connections
+//! ([`Alloc::hold`]). Replies of a read whose later requests are still out
+//! on a shared connection are not written yet: the session is woken, and
+//! writes, once the whole read is answered, as Redis writes the replies of
+//! one read together. A pipeline split over three cluster nodes so costs one
+//! `write` to the client instead of up to three. Only shared connections
+//! hold (they answer within the command timeout): a blocking command or
+//! anything else on a pinned connection never delays earlier replies.
 
 use crate::router::merge::{self, Merge};
 use bytes::Bytes;
@@ -108,6 +118,10 @@ struct Slot {
     /// The request's bytes when a redirect may have to resend it.
     retry: Option<Bytes>,
     redirects: u8,
+    /// Sent on a shared connection: earlier replies of its read may wait for it.
+    hold: bool,
+    /// The last slot of one client read.
+    end: bool,
 }
 
 impl Slot {
@@ -120,12 +134,64 @@ impl Slot {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     /// Sequence number of `slots[0]`.
     head: u64,
     slots: VecDeque<Slot>,
     waker: Option<Waker>,
+    /// Every slot in `head..ready_to` is ready (advanced lazily; a front slot
+    /// that becomes pending again resets it to `head`).
+    ready_to: u64,
+    /// The last slot with `end` that the advance of `ready_to` passed; it
+    /// counts only while in `head..ready_to`.
+    last_end: u64,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            head: 0,
+            slots: VecDeque::new(),
+            waker: None,
+            ready_to: 0,
+            last_end: u64::MAX,
+        }
+    }
+}
+
+impl Inner {
+    /// How many front slots a drain may take now: the ready prefix, cut back
+    /// to its last complete read when the first slot not ready is held for.
+    fn writable(&mut self) -> usize {
+        let head = self.head;
+        self.ready_to = self.ready_to.max(head);
+        while let Some(s) = self.slots.get((self.ready_to - head) as usize) {
+            if !s.ready() {
+                break;
+            }
+            if s.end {
+                self.last_end = self.ready_to;
+            }
+            self.ready_to += 1;
+        }
+        let ready = (self.ready_to - head) as usize;
+        match self.slots.get(ready) {
+            Some(next) if next.hold && ready > 0 => {
+                if (head..self.ready_to).contains(&self.last_end) {
+                    (self.last_end - head) as usize + 1
+                } else {
+                    0
+                }
+            }
+            _ => ready,
+        }
+    }
+
+    /// The front slot is pending again (redirect, redo).
+    fn front_unready(&mut self) {
+        self.ready_to = self.head;
+    }
 }
 
 /// Shared between the session (which allocates and drains) and upstream
@@ -188,8 +254,30 @@ impl Alloc<'_> {
             redo: None,
             retry,
             redirects: 0,
+            hold: false,
+            end: false,
         });
         seq
+    }
+
+    /// Slot `seq`'s request went to a shared connection (see the module docs).
+    #[inline]
+    pub fn hold(&mut self, seq: u64) {
+        let head = self.inner.head;
+        if let Some(slot) = seq
+            .checked_sub(head)
+            .and_then(|i| self.inner.slots.get_mut(i as usize))
+        {
+            slot.hold = true;
+        }
+    }
+
+    /// The slots allocated so far end one client read.
+    #[inline]
+    pub fn end_batch(&mut self) {
+        if let Some(slot) = self.inner.slots.back_mut() {
+            slot.end = true;
+        }
     }
 
     /// A slot whose reply comes later; returns its sequence number.
@@ -337,8 +425,12 @@ impl ReplyQueue {
             let Some(slot) = g.slots.get_mut(idx as usize) else {
                 return;
             };
-            if !fill_slot(slot, part, reply) || idx != 0 || !slot.ready() {
-                // Earlier replies or other parts are still missing.
+            if !fill_slot(slot, part, reply) || !slot.ready() {
+                // Other parts are still missing.
+                return;
+            }
+            if g.writable() == 0 {
+                // Earlier replies wait for the rest of their read.
                 return;
             }
             g.waker.take()
@@ -370,6 +462,8 @@ impl ReplyQueue {
                 redo: None,
                 retry: None,
                 redirects: 0,
+                hold: false,
+                end: true,
             });
             g.waker.take()
         };
@@ -385,7 +479,9 @@ impl ReplyQueue {
         let mut close = false;
         let mut redirect = None;
         let mut redo = None;
-        loop {
+        let mut n = g.writable();
+        while n > 0 {
+            n -= 1;
             let head = g.head;
             let Some(front) = g.slots.front_mut() else {
                 break;
@@ -395,6 +491,7 @@ impl ReplyQueue {
             }
             if let Some(r) = take_redirect(front, head) {
                 redirect = Some(r);
+                g.front_unready();
                 break;
             }
             if let Some(check) = front.redo.take() {
@@ -402,6 +499,7 @@ impl ReplyQueue {
                     if let Some(work) = (check.0)(reply) {
                         front.state = State::Pending;
                         redo = Some(Redone { seq: head, work });
+                        g.front_unready();
                         break;
                     }
                 }
@@ -452,9 +550,9 @@ impl ReplyQueue {
         self.len() == 0
     }
 
-    /// True when the front slot has a reply waiting to be written.
-    pub fn front_ready(&self) -> bool {
-        self.inner.lock().slots.front().is_some_and(|s| s.ready())
+    /// True when a drain would write something now.
+    pub fn writable(&self) -> bool {
+        self.inner.lock().writable() > 0
     }
 }
 
@@ -564,6 +662,119 @@ mod tests {
         let (out, d) = drain_all(&q);
         assert_eq!(out, [Bytes::from_static(b"+OK\r\n")]);
         assert!(d.redo.is_none() && d.remaining == 0);
+    }
+
+    fn b(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
+    /// Two reads of two requests each, all on shared connections.
+    fn two_held_reads(q: &ReplyQueue) -> [u64; 4] {
+        let mut a = q.alloc();
+        let mut seqs = [0; 4];
+        for (i, s) in seqs.iter_mut().enumerate() {
+            *s = a.pending();
+            a.hold(*s);
+            if i % 2 == 1 {
+                a.end_batch();
+            }
+        }
+        seqs
+    }
+
+    #[test]
+    fn replies_of_a_read_wait_for_its_held_requests() {
+        let q = ReplyQueue::new();
+        let [s0, s1, s2, s3] = two_held_reads(&q);
+        q.deliver(s0, WHOLE, b(":0\r\n"));
+        assert!(!q.writable(), "the read's second reply is still out");
+        let (out, d) = drain_all(&q);
+        assert!(out.is_empty() && d.remaining == 4);
+        q.deliver(s2, WHOLE, b(":2\r\n"));
+        assert!(!q.writable());
+        q.deliver(s1, WHOLE, b(":1\r\n"));
+        assert!(q.writable());
+        // The first read is written whole; the second waits for s3.
+        let (out, d) = drain_all(&q);
+        assert_eq!(out, [b(":0\r\n"), b(":1\r\n")]);
+        assert_eq!(d.remaining, 2);
+        assert!(!q.writable());
+        q.deliver(s3, WHOLE, b(":3\r\n"));
+        let (out, d) = drain_all(&q);
+        assert_eq!(out, [b(":2\r\n"), b(":3\r\n")]);
+        assert_eq!(d.remaining, 0);
+    }
+
+    #[test]
+    fn requests_not_held_never_delay_earlier_replies() {
+        let q = ReplyQueue::new();
+        let (first, blocking) = {
+            let mut a = q.alloc();
+            let first = a.pending();
+            a.hold(first);
+            // A blocking command on a pinned connection: no hold.
+            let blocking = a.pending();
+            a.end_batch();
+            (first, blocking)
+        };
+        q.deliver(first, WHOLE, b(":1\r\n"));
+        assert!(q.writable());
+        let (out, d) = drain_all(&q);
+        assert_eq!(out, [b(":1\r\n")]);
+        assert_eq!(d.remaining, 1);
+        q.deliver(blocking, WHOLE, b("*-1\r\n"));
+        assert_eq!(drain_all(&q).0, [b("*-1\r\n")]);
+    }
+
+    #[test]
+    fn a_read_not_yet_ended_is_written_once_all_of_it_is_ready() {
+        let q = ReplyQueue::new();
+        let (s0, s1) = {
+            let mut a = q.alloc();
+            let s0 = a.pending();
+            a.hold(s0);
+            let s1 = a.pending();
+            a.hold(s1);
+            (s0, s1)
+        };
+        q.deliver(s1, WHOLE, b(":1\r\n"));
+        assert!(!q.writable(), "the front is not ready");
+        q.deliver(s0, WHOLE, b(":0\r\n"));
+        assert!(q.writable(), "everything queued is ready");
+        assert_eq!(drain_all(&q).0, [b(":0\r\n"), b(":1\r\n")]);
+    }
+
+    #[test]
+    fn a_redirect_at_the_front_resets_the_ready_prefix() {
+        let q = ReplyQueue::new();
+        let [s0, s1, s2, s3] = {
+            let mut a = q.alloc();
+            let s0 = a.pending_retry(b("*2\r\n$3\r\nGET\r\n$1\r\na\r\n"));
+            a.hold(s0);
+            let s1 = a.pending();
+            a.hold(s1);
+            a.end_batch();
+            let s2 = a.pending();
+            a.hold(s2);
+            let s3 = a.pending();
+            a.hold(s3);
+            a.end_batch();
+            [s0, s1, s2, s3]
+        };
+        q.deliver(s0, WHOLE, b("-MOVED 1 127.0.0.1:1\r\n"));
+        q.deliver(s1, WHOLE, b(":1\r\n"));
+        q.deliver(s2, WHOLE, b(":2\r\n"));
+        let (out, d) = drain_all(&q);
+        assert!(out.is_empty());
+        let r = d.redirect.expect("the MOVED is handed over");
+        assert_eq!(r.seq, s0);
+        assert!(!q.writable(), "the redirected request is pending again");
+        q.deliver(s0, WHOLE, b(":0\r\n"));
+        let (out, d) = drain_all(&q);
+        assert_eq!(out, [b(":0\r\n"), b(":1\r\n")]);
+        assert_eq!(d.remaining, 2);
+        q.deliver(s3, WHOLE, b(":3\r\n"));
+        assert_eq!(drain_all(&q).0, [b(":2\r\n"), b(":3\r\n")]);
     }
 
     /// Runs a future that needs no reactor to completion.

@@ -81,6 +81,10 @@ struct Shared {
     /// connection is told, once, and its client connection closes.
     killed: AtomicBool,
     owner_told: AtomicBool,
+    /// A shared connection (reconnects): every request on it is answered
+    /// within the command timeout, so a session may wait for its reply before
+    /// writing earlier ones (see `ReplyQueue`'s batch holding).
+    pooled: bool,
     /// Counters for /metrics.
     reconnects: AtomicU64,
     requests: AtomicU64,
@@ -110,6 +114,7 @@ impl Conn {
             closing: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             owner_told: AtomicBool::new(false),
+            pooled: opts.reconnect,
             reconnects: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             answered: AtomicU64::new(0),
@@ -133,6 +138,7 @@ impl Conn {
                 closing: AtomicBool::new(true),
                 killed: AtomicBool::new(false),
                 owner_told: AtomicBool::new(false),
+                pooled: false,
                 reconnects: AtomicU64::new(0),
                 requests: AtomicU64::new(0),
                 answered: AtomicU64::new(0),
@@ -148,6 +154,12 @@ impl Conn {
 
     pub fn addr(&self) -> &Arc<str> {
         &self.shared.addr
+    }
+
+    /// A shared (pooled, reconnecting) connection rather than a pinned one.
+    #[inline]
+    pub fn pooled(&self) -> bool {
+        self.shared.pooled
     }
 
     /// Whether both handles name the same connection.

@@ -419,7 +419,7 @@ impl Session {
             let queue = &self.queue;
             poll_fn(|cx| {
                 // The queue woke us (drain registered the waker) if its front is ready.
-                let mut ready = queue.front_ready();
+                let mut ready = queue.writable();
                 if can_read && self.stream.poll_read_ready(cx).is_ready() {
                     ready = true;
                 }
@@ -590,6 +590,7 @@ impl Session {
                 }
             }
         }
+        alloc.end_batch();
         self.flush(&mut alloc);
         self.rbuf = rbuf;
         self.parser = parser;
@@ -1025,7 +1026,7 @@ impl Session {
     }
 
     /// Add a request to the batch for `conn` (`target`: slot and part).
-    fn push(&mut self, conn: &Conn, raw: &[u8], target: Option<(u64, u32)>, _alloc: &mut Alloc) {
+    fn push(&mut self, conn: &Conn, raw: &[u8], target: Option<(u64, u32)>, alloc: &mut Alloc) {
         let batch = match self.out.iter().position(|b| b.conn.same(conn)) {
             Some(i) => &mut self.out[i],
             None => {
@@ -1041,6 +1042,9 @@ impl Session {
         };
         batch.buf.extend_from_slice(raw);
         if let Some((seq, part)) = target {
+            if conn.pooled() {
+                alloc.hold(seq);
+            }
             batch.targets.push(Target {
                 queue: self.queue.clone(),
                 seq,
