@@ -683,7 +683,13 @@ fn zipf_hot_keys_in_bounded_memory() {
     eprintln!("zipf: rss {rss_before} kB -> {rss_after} kB (+{grown_kb} kB), {shared}/20 shared");
     assert!(grown_kb < 32 * 1024, "proxy grew by {grown_kb} kB");
     let (_, f) = parse_info(&info(&mut c, Some("keystats")));
-    assert_eq!(f["tracked_keys"], "10000");
+    // 5 000 keys per worker; the kernel spreads connections over the two
+    // workers' SO_REUSEPORT listeners by a hash, so all four may land on one.
+    let tracked: u64 = f["tracked_keys"].parse().unwrap();
+    assert!(
+        tracked == 5000 || tracked == 10000,
+        "tracked_keys {tracked}: each worker that saw traffic should be full"
+    );
     assert!(f["tracking_memory_bytes"].parse::<u64>().unwrap() < 32 << 20);
     let (_, f) = parse_info(&info(&mut c, Some("keyspace hits")));
     assert_eq!(f["keyspace_misses"], REQUESTS.to_string());
