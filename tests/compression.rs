@@ -5,10 +5,10 @@
 
 mod common;
 
-use common::compression::{self as cmp, Cmd, MAGIC};
+use common::compression::{self as cmp, hello, runner, Cmd, MAGIC};
 use common::{escape, jsongen, RawConn, RedisServer};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 
 const MIN: usize = 256;
 /// Hashes stay listpacks on both sides, so field order is insertion order:
@@ -20,19 +20,6 @@ const LISTPACK: &[&str] = &[
     "--hash-max-listpack-entries",
     "1000",
 ];
-
-fn runner(cases: u32) -> TestRunner {
-    TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    })
-}
-
-fn hello(c: &mut RawConn, proto: &str) {
-    let r = c.cmd_str(&["HELLO", proto]);
-    assert!(!r.starts_with(b"-"), "HELLO {proto}: {}", escape(&r));
-}
 
 /// Acceptance 1 (standalone): random writes and reads of every listed
 /// command, around the threshold, give byte-identical replies through a
@@ -56,10 +43,8 @@ fn replies_are_identical_with_compression_on_and_off() {
             .run(&strategy, |(steps, pipelined)| {
                 let mut a = on.conn();
                 let mut b = off.conn();
-                hello(&mut a, proto);
-                hello(&mut b, proto);
-                a.cmd_str(&["FLUSHALL"]);
-                b.cmd_str(&["FLUSHALL"]);
+                cmp::reset(&mut a, proto);
+                cmp::reset(&mut b, proto);
                 let cmds: Vec<Cmd> = steps.into_iter().flatten().collect();
                 let ra = cmp::run(&mut a, &cmds, pipelined);
                 let rb = cmp::run(&mut b, &cmds, pipelined);
@@ -259,27 +244,9 @@ fn byte_level_commands_match_redis() {
             .run(&strategy, |(seeds, cmds)| {
                 let mut a = on.conn();
                 let mut b = rb.conn();
-                hello(&mut a, proto);
-                hello(&mut b, proto);
-                a.cmd_str(&["FLUSHALL"]);
-                b.cmd_str(&["FLUSHALL"]);
-                let mut setup: Vec<Cmd> = Vec::new();
-                for (k, seed) in ["b0", "b1", "{b}x", "{b}y"].iter().zip(&seeds) {
-                    let v = jsongen::value(*seed, 500 + (*seed % 400) as usize);
-                    setup.push(vec![
-                        b"SET".to_vec(),
-                        k.as_bytes().to_vec(),
-                        v,
-                        b"EX".to_vec(),
-                        b"1000".to_vec(),
-                    ]);
-                }
-                setup.push(vec![
-                    b"HSET".to_vec(),
-                    b"bh".to_vec(),
-                    b"f0".to_vec(),
-                    jsongen::value(seeds[0], 300),
-                ]);
+                cmp::reset(&mut a, proto);
+                cmp::reset(&mut b, proto);
+                let setup = cmp::byte_setup(&seeds, true);
                 cmp::run(&mut a, &setup, true);
                 cmp::run(&mut b, &setup, true);
                 // The keys under test really are compressed.
@@ -289,19 +256,7 @@ fn byte_level_commands_match_redis() {
                 for k in ["b0", "b1", "{b}x", "{b}y", "{b}d"] {
                     all.push(vec![b"GET".to_vec(), k.as_bytes().to_vec()]);
                 }
-                let ra = cmp::run(&mut a, &all, false);
-                let rb = cmp::run(&mut b, &all, false);
-                for (i, cmd) in all.iter().enumerate() {
-                    prop_assert_eq!(
-                        &ra[i],
-                        &rb[i],
-                        "RESP{} {}: respite {} redis {}",
-                        proto,
-                        cmp::show(cmd),
-                        escape(&ra[i]),
-                        escape(&rb[i])
-                    );
-                }
+                cmp::same_replies(&mut a, &mut b, &all, proto)?;
                 for k in ["b0", "b1", "{b}x", "{b}y"] {
                     let ttl = |c: &mut RawConn| {
                         let r = c.cmd_str(&["TTL", k]);

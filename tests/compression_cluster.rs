@@ -6,10 +6,10 @@
 mod common;
 
 use common::cluster::RedisCluster;
-use common::compression::{self as cmp, Cmd, Names};
-use common::{escape, jsongen, Proxy, RawConn, RedisServer};
+use common::compression::{self as cmp, runner, Cmd, Names};
+use common::{escape, jsongen, Proxy, RedisServer};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -29,14 +29,6 @@ const ONE_SLOT: Names = Names {
     fields: &["f0"],
 };
 
-fn runner(cases: u32) -> TestRunner {
-    TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    })
-}
-
 fn cluster_proxy(cluster: &RedisCluster) -> (Proxy, tempfile::TempDir) {
     let (p, d) = cmp::proxy_with(&cluster.seed_addr(), &cmp::on(MIN), &["--mode", "cluster"]);
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -46,11 +38,6 @@ fn cluster_proxy(cluster: &RedisCluster) -> (Proxy, tempfile::TempDir) {
         thread::sleep(Duration::from_millis(50));
     }
     (p, d)
-}
-
-fn hello(c: &mut RawConn, proto: &str) {
-    let r = c.cmd_str(&["HELLO", proto]);
-    assert!(!r.starts_with(b"-"), "HELLO {proto}: {}", escape(&r));
 }
 
 fn step() -> impl Strategy<Value = Vec<Cmd>> {
@@ -87,10 +74,8 @@ fn cluster_replies_match_plain_redis() {
             .run(&strategy, |(steps, pipelined)| {
                 let mut a = proxy.conn();
                 let mut b = plain.conn();
-                hello(&mut a, proto);
-                hello(&mut b, proto);
-                a.cmd_str(&["FLUSHALL"]);
-                b.cmd_str(&["FLUSHALL"]);
+                cmp::reset(&mut a, proto);
+                cmp::reset(&mut b, proto);
                 // A pipeline that goes on after EXEC stays on the transaction's
                 // node (the pinned connection) until every reply is in, so
                 // transactions are only mixed with other slots' keys when
@@ -148,36 +133,12 @@ fn cluster_replies_match_plain_redis() {
             .run(&strategy, |(seeds, cmds)| {
                 let mut a = proxy.conn();
                 let mut b = plain.conn();
-                hello(&mut a, proto);
-                hello(&mut b, proto);
-                a.cmd_str(&["FLUSHALL"]);
-                b.cmd_str(&["FLUSHALL"]);
-                let mut setup: Vec<Cmd> = Vec::new();
-                for (k, seed) in ["b0", "b1", "{b}x", "{b}y"].iter().zip(&seeds) {
-                    let v = jsongen::value(*seed, 500 + (*seed % 400) as usize);
-                    setup.push(vec![b"SET".to_vec(), k.as_bytes().to_vec(), v]);
-                }
-                setup.push(vec![
-                    b"HSET".to_vec(),
-                    b"bh".to_vec(),
-                    b"f0".to_vec(),
-                    jsongen::value(seeds[0], 300),
-                ]);
+                cmp::reset(&mut a, proto);
+                cmp::reset(&mut b, proto);
+                let setup = cmp::byte_setup(&seeds, false);
                 cmp::run(&mut a, &setup, true);
                 cmp::run(&mut b, &setup, true);
-                let ra = cmp::run(&mut a, &cmds, false);
-                let rb = cmp::run(&mut b, &cmds, false);
-                for (i, cmd) in cmds.iter().enumerate() {
-                    prop_assert_eq!(
-                        &ra[i],
-                        &rb[i],
-                        "RESP{} {}: respite {} redis {}",
-                        proto,
-                        cmp::show(cmd),
-                        escape(&ra[i]),
-                        escape(&rb[i])
-                    );
-                }
+                cmp::same_replies(&mut a, &mut b, &cmds, proto)?;
                 Ok::<(), TestCaseError>(())
             })
             .unwrap();

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -329,51 +329,14 @@ fn completeness_over_10000_keys_with_overlapping_tags() {
 /// t. Returns (TAGSETs, TAGINVALs, live keys not in TAGKEYS t, keys left
 /// after a final TAGINVAL t).
 fn race(proxy: &Proxy, redis: &RedisServer, dur: Duration) -> (u64, u64, usize, usize) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let sets = Arc::new(AtomicU64::new(0));
-    let mut writers = Vec::new();
-    for w in 0..8 {
-        let (stop, sets, port) = (stop.clone(), sets.clone(), proxy.port());
-        writers.push(thread::spawn(move || {
-            let mut c = RawConn::connect(port);
-            let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (w as u64 + 1);
-            while !stop.load(Ordering::Relaxed) {
-                // Pipelines of 16, as a busy application would send.
-                let mut buf = Vec::new();
-                for _ in 0..16 {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    let k = format!("race:{}", x % 2000);
-                    buf.extend(encode_str(&["TAGSET", &k, "v", "TAGS", "t", "other"]));
-                }
-                c.send(&buf);
-                for _ in 0..16 {
-                    let r = c.read_reply();
-                    assert_eq!(r, b"+OK\r\n", "{}", escape(&r));
-                }
-                sets.fetch_add(16, Ordering::Relaxed);
-            }
-        }));
-    }
-    let invals = Arc::new(AtomicU64::new(0));
-    let inval = {
-        let (stop, invals, port) = (stop.clone(), invals.clone(), proxy.port());
-        thread::spawn(move || {
-            let mut c = RawConn::connect(port);
-            while !stop.load(Ordering::Relaxed) {
-                let r = c.cmd_str(&["TAGINVAL", "t"]);
-                assert!(r.starts_with(b":"), "{}", escape(&r));
-                invals.fetch_add(1, Ordering::Relaxed);
-            }
-        })
-    };
-    thread::sleep(dur);
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.join().unwrap();
-    }
-    inval.join().unwrap();
+    let (sets, invals) = tags::race(
+        proxy.port(),
+        2000,
+        &["t", "other"],
+        "t",
+        0x9E37_79B9_7F4A_7C15,
+        dur,
+    );
     let live = keys(redis, "race:*");
     let mut c = conn(proxy.port());
     let listed: Vec<String> = q(&mut c, &["TAGKEYS", "t"]).unwrap();
@@ -381,12 +344,7 @@ fn race(proxy: &Proxy, redis: &RedisServer, dur: Duration) -> (u64, u64, usize, 
     let lost = live.difference(&listed).count();
     let _: i64 = q(&mut c, &["TAGINVAL", "t"]).unwrap();
     let left = keys(redis, "race:*").len();
-    (
-        sets.load(Ordering::Relaxed),
-        invals.load(Ordering::Relaxed),
-        lost,
-        left,
-    )
+    (sets, invals, lost, left)
 }
 
 #[test]

@@ -8,8 +8,6 @@ mod common;
 use common::cluster::RedisCluster;
 use common::*;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -142,50 +140,14 @@ fn every_slot_under_one_tag_then_reshard_then_taginval() {
 fn cluster_race_tagset_against_taginval_loses_nothing() {
     let cluster = RedisCluster::start(3, 0);
     let proxy = cluster_proxy(&cluster);
-    let stop = Arc::new(AtomicBool::new(false));
-    let sets = Arc::new(AtomicU64::new(0));
-    let mut writers = Vec::new();
-    for w in 0..8u64 {
-        let (stop, sets, port) = (stop.clone(), sets.clone(), proxy.port());
-        writers.push(thread::spawn(move || {
-            let mut c = RawConn::connect(port);
-            let mut x: u64 = 0x2545_F491_4F6C_DD1D ^ (w + 1);
-            while !stop.load(Ordering::Relaxed) {
-                let mut buf = Vec::new();
-                for _ in 0..16 {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    let k = format!("race:{}", x % 3000);
-                    buf.extend(encode_str(&["TAGSET", &k, "v", "TAGS", "t"]));
-                }
-                c.send(&buf);
-                for _ in 0..16 {
-                    let r = c.read_reply();
-                    assert_eq!(r, b"+OK\r\n", "{}", escape(&r));
-                }
-                sets.fetch_add(16, Ordering::Relaxed);
-            }
-        }));
-    }
-    let invals = Arc::new(AtomicU64::new(0));
-    let inval = {
-        let (stop, invals, port) = (stop.clone(), invals.clone(), proxy.port());
-        thread::spawn(move || {
-            let mut c = RawConn::connect(port);
-            while !stop.load(Ordering::Relaxed) {
-                let r = c.cmd_str(&["TAGINVAL", "t"]);
-                assert!(r.starts_with(b":"), "{}", escape(&r));
-                invals.fetch_add(1, Ordering::Relaxed);
-            }
-        })
-    };
-    thread::sleep(Duration::from_secs(4));
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.join().unwrap();
-    }
-    inval.join().unwrap();
+    let (s, i) = tags::race(
+        proxy.port(),
+        3000,
+        &["t"],
+        "t",
+        0x2545_F491_4F6C_DD1D,
+        Duration::from_secs(4),
+    );
     let mut c = proxy.conn();
     let live = keys(&mut c, "race:*");
     let listed = c.cmd_str(&["TAGKEYS", "t"]);
@@ -196,7 +158,6 @@ fn cluster_race_tagset_against_taginval_loses_nothing() {
             !listed.windows(needle.len()).any(|w| w == needle.as_bytes())
         })
         .collect();
-    let (s, i) = (sets.load(Ordering::Relaxed), invals.load(Ordering::Relaxed));
     eprintln!(
         "cluster race: {s} TAGSETs, {i} TAGINVALs, {} live, {} lost",
         live.len(),

@@ -226,3 +226,69 @@ pub fn byte_cmd() -> impl Strategy<Value = Cmd> {
         1 => (k.clone(), value(200)).prop_map(|(k, v)| vec![s("SET"), k, v, s("KEEPTTL")]),
     ]
 }
+
+/// A property-test runner of `cases` cases that writes no regression files.
+pub fn runner(cases: u32) -> proptest::test_runner::TestRunner {
+    proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })
+}
+
+/// `HELLO proto` on `c`, which must succeed.
+pub fn hello(c: &mut RawConn, proto: &str) {
+    let r = c.cmd_str(&["HELLO", proto]);
+    assert!(!r.starts_with(b"-"), "HELLO {proto}: {}", super::escape(&r));
+}
+
+/// The keys [`byte_cmd`] works on: JSON values of 500-900 bytes (compressed
+/// above a 256-byte threshold) in `b0`, `b1`, `{b}x`, `{b}y` (with `EX 1000`
+/// when `ttl`), and a 300-byte one in field `f0` of hash `bh`.
+pub fn byte_setup(seeds: &[u64], ttl: bool) -> Vec<Cmd> {
+    let mut setup: Vec<Cmd> = Vec::new();
+    for (k, seed) in ["b0", "b1", "{b}x", "{b}y"].iter().zip(seeds) {
+        let v = jsongen::value(*seed, 500 + (*seed % 400) as usize);
+        let mut set = vec![b"SET".to_vec(), k.as_bytes().to_vec(), v];
+        if ttl {
+            set.extend([b"EX".to_vec(), b"1000".to_vec()]);
+        }
+        setup.push(set);
+    }
+    setup.push(vec![
+        b"HSET".to_vec(),
+        b"bh".to_vec(),
+        b"f0".to_vec(),
+        jsongen::value(seeds[0], 300),
+    ]);
+    setup
+}
+
+/// Send `cmds` one by one to both connections; every reply must be the same.
+pub fn same_replies(
+    a: &mut RawConn,
+    b: &mut RawConn,
+    cmds: &[Cmd],
+    proto: &str,
+) -> Result<(), TestCaseError> {
+    let ra = run(a, cmds, false);
+    let rb = run(b, cmds, false);
+    for (i, cmd) in cmds.iter().enumerate() {
+        prop_assert_eq!(
+            &ra[i],
+            &rb[i],
+            "RESP{} {}: respite {} redis {}",
+            proto,
+            show(cmd),
+            super::escape(&ra[i]),
+            super::escape(&rb[i])
+        );
+    }
+    Ok(())
+}
+
+/// [`hello`] and `FLUSHALL`: a connection at the start of a property case.
+pub fn reset(c: &mut RawConn, proto: &str) {
+    hello(c, proto);
+    c.cmd_str(&["FLUSHALL"]);
+}

@@ -30,6 +30,7 @@ pub mod compression;
 pub mod corpus;
 pub mod jsongen;
 pub mod sentinel;
+pub mod tags;
 
 /// How long a server or proxy may take to answer its first PING.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
