@@ -332,7 +332,7 @@ fn race(proxy: &Proxy, redis: &RedisServer, dur: Duration) -> (u64, u64, usize, 
     let (sets, invals) = tags::race(
         proxy.port(),
         2000,
-        &["t", "other"],
+        &[&["t", "other"]],
         "t",
         0x9E37_79B9_7F4A_7C15,
         dur,
@@ -375,6 +375,120 @@ fn race_test_catches_a_broken_registration_order() {
     let (sets, invals, lost, left) = race(&proxy, &redis, Duration::from_secs(4));
     eprintln!("broken race: {sets} TAGSETs, {invals} TAGINVALs, {lost} lost, {left} left");
     assert!(lost > 0 || left > 0, "a broken order went unnoticed");
+}
+
+/// Keys keep changing tags (each write takes one of four tag lists, two
+/// with `t`, two without) while TAGINVAL t loops: a standalone TAGSET is a
+/// transaction that leaves the key's old entries behind until a second step
+/// drops them. Afterwards TAGKEYS t lists exactly the live keys whose tags
+/// include `t`, the final TAGINVAL t deletes exactly those (a key that left
+/// `t` is never deleted by it), and no entry set holds a key whose record
+/// does not list its tag.
+#[test]
+fn race_with_keys_changing_tags() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&redis);
+    let (sets, invals) = tags::race(
+        proxy.port(),
+        2000,
+        &[&["t", "a"], &["u"], &["t"], &["u", "a"]],
+        "t",
+        0x5851_F42D_4C95_7F2D,
+        Duration::from_secs(4),
+    );
+    assert!(
+        sets > 5_000 && invals > 50,
+        "too few iterations: {sets} / {invals}"
+    );
+    let mut c = conn(proxy.port());
+    let live = keys(&redis, "race:*");
+    let mut with_t = HashSet::new();
+    for k in &live {
+        let tags: Vec<String> = q(&mut c, &["TAGSOF", k]).unwrap();
+        if tags.iter().any(|t| t == "t") {
+            with_t.insert(k.clone());
+        }
+    }
+    let listed: Vec<String> = q(&mut c, &["TAGKEYS", "t"]).unwrap();
+    assert_eq!(set_of(listed), with_t, "TAGKEYS t against the records");
+    // The old-tag removals are tasks after each TAGSET's reply: let them end.
+    thread::sleep(Duration::from_millis(300));
+    let mut r = conn(redis.port());
+    for tag in ["t", "u", "a"] {
+        let members: Vec<String> = q(
+            &mut r,
+            &["ZRANGE", &format!("__respite:t:{tag}"), "0", "-1"],
+        )
+        .unwrap();
+        for m in members {
+            let rec: Option<String> = q(&mut r, &["GET", &format!("__respite:k:{m}")]).unwrap();
+            let rec = rec.unwrap_or_default();
+            assert!(
+                rec.contains(&format!("{}:{tag}", tag.len())),
+                "{m} is in the entry set of {tag} but its record is {rec:?}"
+            );
+        }
+    }
+    let n: i64 = q(&mut c, &["TAGINVAL", "t"]).unwrap();
+    assert_eq!(n as usize, with_t.len(), "TAGINVAL t count");
+    let after = keys(&redis, "race:*");
+    assert_eq!(
+        after,
+        live.difference(&with_t).cloned().collect::<HashSet<_>>()
+    );
+    let z: i64 = q(&mut r, &["ZCARD", "__respite:t:t"]).unwrap();
+    assert_eq!(z, 0, "entries of t left");
+}
+
+/// An entry whose key's record no longer lists the tag (what a TAGSET that
+/// changed the key's tags leaves until its second step, or for good if the
+/// proxy died in between) is stale: TAGINVAL, TAGKEYS and the sweep drop
+/// the entry and leave the key alone.
+#[test]
+fn stale_entries_never_delete_or_list_their_key() {
+    let redis = RedisServer::start();
+    let (proxy, _dir) = proxy_with(
+        &redis,
+        "sweep_interval_ms = 200\nsweep_rate = 1000000",
+        vec![],
+    );
+    let mut p = conn(proxy.port());
+    let mut r = conn(redis.port());
+    let stale = |r: &mut redis::Connection| {
+        let n: i64 = q(r, &["ZADD", "__respite:t:t", "inf", "k"]).unwrap();
+        assert_eq!(n, 1);
+    };
+    let _: () = q(&mut p, &["TAGSET", "k", "v", "TAGS", "u"]).unwrap();
+    stale(&mut r);
+    let n: i64 = q(&mut p, &["TAGINVAL", "t"]).unwrap();
+    assert_eq!(n, 0, "TAGINVAL deleted a key that left the tag");
+    assert_eq!(q::<String>(&mut p, &["GET", "k"]).unwrap(), "v");
+    assert_eq!(q::<i64>(&mut r, &["ZCARD", "__respite:t:t"]).unwrap(), 0);
+
+    stale(&mut r);
+    let listed: Vec<String> = q(&mut p, &["TAGKEYS", "t"]).unwrap();
+    assert!(listed.is_empty(), "{listed:?}");
+    assert_eq!(q::<i64>(&mut r, &["ZCARD", "__respite:t:t"]).unwrap(), 0);
+
+    stale(&mut r);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while q::<i64>(&mut r, &["ZCARD", "__respite:t:t"]).unwrap() > 0 {
+        assert!(Instant::now() < deadline, "the sweep left the stale entry");
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(q::<String>(&mut p, &["GET", "k"]).unwrap(), "v");
+    let listed: Vec<String> = q(&mut p, &["TAGKEYS", "u"]).unwrap();
+    assert_eq!(listed, ["k"]);
+    // And the normal case: a key that changed tags leaves the old ones.
+    let _: () = q(&mut p, &["TAGSET", "k", "w", "TAGS", "x", "y"]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while q::<i64>(&mut r, &["EXISTS", "__respite:t:u"]).unwrap() > 0 {
+        assert!(Instant::now() < deadline, "k stayed in the entry set of u");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let mut tags: Vec<String> = q(&mut p, &["TAGSOF", "k"]).unwrap();
+    tags.sort();
+    assert_eq!(tags, ["x", "y"]);
 }
 
 /// 10 000 keys with EX 1 under one tag: once they expired and a sweep ran,
@@ -573,7 +687,10 @@ fn big_tag_invalidation_keeps_ping_fast() {
 /// loaded. The first tag command after it, each of the five in turn, must
 /// get its normal reply (no error), load the library again, and leave the
 /// index right; likewise `TAGSET` in RESP3 (nil for NX) and 50 `TAGSET`s
-/// pipelined right after a flush. The background sweep is off (one hour),
+/// pipelined right after a flush. (A standalone `TAGSET` without `NX`/`XX`/
+/// `KEEPTTL` is a transaction of plain commands and needs no function: it
+/// must work with the library gone; the `TAGSET`s below use `NX`, which
+/// takes the function.) The background sweep is off (one hour),
 /// so that only the command under test can reload the library.
 #[test]
 fn function_flush_behind_the_proxys_back_is_invisible_to_tag_commands() {
@@ -602,18 +719,31 @@ fn function_flush_behind_the_proxys_back_is_invisible_to_tag_commands() {
         items
     };
 
-    // The proxy loads the library with its first tag command and from then
-    // on sends TAGSET straight on as one FCALL.
-    assert_eq!(p.cmd_str(&["TAGSET", "a", "1", "TAGS", "t1"]), b"+OK\r\n");
+    // The proxy loads the library with its first tag command that needs it
+    // and from then on sends TAGSET ... NX straight on as one FCALL.
     assert_eq!(
-        p.cmd_str(&["TAGSET", "b", "2", "TAGS", "t1", "t2"]),
+        p.cmd_str(&["TAGSET", "a", "1", "NX", "TAGS", "t1"]),
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        p.cmd_str(&["TAGSET", "b", "2", "NX", "TAGS", "t1", "t2"]),
         b"+OK\r\n"
     );
     assert!(lib_loaded(&mut r));
 
+    // A plain TAGSET needs no function.
+    flush(&mut r);
+    let reply = p.cmd_str(&["TAGSET", "d", "5", "TAGS", "t5"]);
+    assert_eq!(reply, b"+OK\r\n", "TAGSET: {}", escape(&reply));
+    assert_eq!(
+        r.cmd_str(&["ZSCORE", "__respite:t:t5", "d"]),
+        b"$3\r\ninf\r\n"
+    );
+    assert_eq!(r.cmd_str(&["GET", "__respite:k:d"]), b"$4\r\n2:t5\r\n");
+
     // Each command as the first one after a flush.
     flush(&mut r);
-    let reply = p.cmd_str(&["TAGSET", "c", "3", "TAGS", "t2"]);
+    let reply = p.cmd_str(&["TAGSET", "c", "3", "NX", "TAGS", "t2"]);
     assert_eq!(reply, b"+OK\r\n", "TAGSET: {}", escape(&reply));
     assert!(lib_loaded(&mut r), "TAGSET did not reload the library");
     assert_eq!(r.cmd_str(&["GET", "c"]), b"$1\r\n3\r\n");
@@ -664,6 +794,7 @@ fn function_flush_behind_the_proxys_back_is_invisible_to_tag_commands() {
             "TAGSET",
             &format!("pipe:{i}"),
             &i.to_string(),
+            "NX",
             "TAGS",
             "pipe",
         ]));

@@ -143,7 +143,7 @@ fn cluster_race_tagset_against_taginval_loses_nothing() {
     let (s, i) = tags::race(
         proxy.port(),
         3000,
-        &["t"],
+        &[&["t"]],
         "t",
         0x2545_F491_4F6C_DD1D,
         Duration::from_secs(4),

@@ -23,6 +23,10 @@ pub enum Merge {
     /// (`node_cursor << SCAN_NODE_BITS | node`); a finished node moves on to
     /// the next one, the last one ends the iteration with 0.
     Scan { node: u32, nodes: u32 },
+    /// The last part stands: the `EXEC` of a transaction the proxy built,
+    /// after the queueing replies of the commands whose errors the client
+    /// must see (the first error wins, as everywhere).
+    Last,
     /// `INFO` from every primary: the first node's text with its `# Keyspace`
     /// section replaced by the sum over all nodes.
     InfoKeyspace,
@@ -40,6 +44,7 @@ pub fn merge(how: Merge, parts: Vec<Bytes>) -> Bytes {
     let mut out = BytesMut::new();
     match how {
         Merge::AllOk => return parts.into_iter().next().unwrap_or_default(),
+        Merge::Last => return parts.into_iter().last().unwrap_or_default(),
         Merge::SumInt => {
             let mut sum: i64 = 0;
             for p in &parts {

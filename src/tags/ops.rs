@@ -488,6 +488,20 @@ impl Up {
         Ok(added)
     }
 
+    /// After a `TAGSET` sent as a transaction replaced a key's tags: the key
+    /// leaves the entry sets of `gone` (re-checked against its record).
+    pub async fn tagdrop(&self, key: &[u8], gone: Vec<Vec<u8>>) -> Result<(), String> {
+        let slot = key_slot(key);
+        let b = self.layout.bucket(slot);
+        let mut keys = vec![key.to_vec(), b.record(key)];
+        keys.extend(gone.iter().map(|t| b.zset(t)));
+        let mut args: Vec<&[u8]> = vec![&b.zp, &b.fl];
+        args.extend(gone.iter().map(|t| &t[..]));
+        self.run(slot, &fcall("respite_tagdrop", &keys, &args))
+            .await
+            .map(|_| ())
+    }
+
     /// After a cluster `TAGSET`'s function call: retry it on redirects or a
     /// missing library, confirm directory entries, and give SET's reply.
     pub async fn tagset_finish(

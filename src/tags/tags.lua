@@ -21,6 +21,18 @@ local function decode(s)
   return out
 end
 
+-- Whether the record `rec` (a GET reply) lists tag t. A missing record
+-- counts as yes: an entry is only ever ignored when the key's own record
+-- says it left the tag (a TAGSET that replaced its tags, whose removal of
+-- the old entries has not run yet).
+local function lists(rec, t)
+  if not rec then return true end
+  for _, x in ipairs(decode(rec)) do
+    if x == t then return true end
+  end
+  return false
+end
+
 local function encode(list)
   local parts = {}
   for i, t in ipairs(list) do parts[i] = #t .. ':' .. t end
@@ -182,20 +194,30 @@ local function taginval(keys, args)
     if n <= 0 then break end
     local members = redis.call('ZRANGE', z, 0, n - 1)
     if #members > 0 then
-      -- The keys first: in a slot being migrated some may be elsewhere, and
-      -- the call must fail before the index forgets them.
-      deleted = deleted + variadic('UNLINK', nil, members)
-      local recs, olds = {}, {}
-      for i, m in ipairs(members) do recs[i] = rp .. m end
-      for i = 1, #recs, 500 do
+      -- Records first (same slot): an entry whose key's record no longer
+      -- lists this tag is stale (the key was rewritten with other tags) and
+      -- only goes from the set; the key stays.
+      local this = string.sub(z, #zp + 1)
+      local olds = {}
+      for i = 1, #members, 500 do
         local part = {}
-        for j = i, math.min(i + 499, #recs) do part[#part + 1] = recs[j] end
+        for j = i, math.min(i + 499, #members) do part[#part + 1] = rp .. members[j] end
         local got = redis.call('MGET', unpack(part))
         for j = 1, #part do olds[i + j - 1] = got[j] end
       end
-      local this = string.sub(z, #zp + 1)
+      local doomed, recs, docs = {}, {}, {}
       for i, m in ipairs(members) do
-        for _, t in ipairs(decode(olds[i])) do
+        if lists(olds[i], this) then
+          doomed[#doomed + 1] = m
+          recs[#recs + 1] = rp .. m
+          docs[#docs + 1] = olds[i]
+        end
+      end
+      -- The keys first: in a slot being migrated some may be elsewhere, and
+      -- the call must fail before the index forgets them.
+      deleted = deleted + variadic('UNLINK', nil, doomed)
+      for i, m in ipairs(doomed) do
+        for _, t in ipairs(decode(docs[i])) do
           if t ~= this then
             redis.call('ZREM', zp .. t, m)
             emptied(zp, fl, t)
@@ -222,10 +244,15 @@ local function tagkeys(keys, args)
   local zp, rp, fl = args[1], args[2], args[3]
   local off, n = tonumber(args[4]), tonumber(args[5])
   local members = redis.call('ZRANGE', keys[1], off, off + n - 1)
+  local this = string.sub(keys[1], #zp + 1)
   local live = {}
   for _, m in ipairs(members) do
     if redis.call('EXISTS', m) == 1 then
-      live[#live + 1] = m
+      if lists(redis.call('GET', rp .. m), this) then
+        live[#live + 1] = m
+      else
+        redis.call('ZREM', keys[1], m)
+      end
     else
       forget(m, zp, rp, fl)
       redis.call('ZREM', keys[1], m)
@@ -256,10 +283,16 @@ local function tagsweep(keys, args)
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local removed, checked = 0, 0
+  local this = string.sub(z, #zp + 1)
   local function check(m)
     checked = checked + 1
     if redis.call('EXISTS', m) == 1 then
-      redis.call('ZADD', z, expiry(m), m)
+      if lists(redis.call('GET', rp .. m), this) then
+        redis.call('ZADD', z, expiry(m), m)
+      else
+        redis.call('ZREM', z, m)
+        removed = removed + 1
+      end
     else
       forget(m, zp, rp, fl)
       redis.call('ZREM', z, m)
@@ -277,6 +310,22 @@ local function tagsweep(keys, args)
   end
   emptied(zp, fl, string.sub(z, #zp + 1))
   return {removed, checked, cursor}
+end
+
+-- After a TAGSET sent as MULTI with plain commands replaced a key's tags:
+-- the key leaves the entry sets of the tags it lost, unless its record lists
+-- them again by now (a later TAGSET). KEYS: key, record, the entry sets.
+-- ARGV: zp, fl, the tags. Reply: entries removed.
+local function tagdrop(keys, args)
+  local rec = redis.call('GET', keys[2])
+  local zp, fl, n = args[1], args[2], 0
+  for i = 3, #args do
+    if not rec or not lists(rec, args[i]) then
+      n = n + redis.call('ZREM', zp .. args[i], keys[1])
+      emptied(zp, fl, args[i])
+    end
+  end
+  return n
 end
 
 -- KEYS: the slot's flag hash. ARGV: zp, then tag, token pairs: a pending
@@ -305,6 +354,7 @@ redis.register_function('respite_tagsof', tagsof)
 redis.register_function('respite_tagsweep', tagsweep)
 redis.register_function('respite_tagconfirm', tagconfirm)
 redis.register_function('respite_tagcard', tagcard)
+redis.register_function('respite_tagdrop', tagdrop)
 
 -- KEYS: a tag's directory. ARGV: slot, generation read before the slot was
 -- seen empty: the slot leaves the directory unless a TAGSET registered it

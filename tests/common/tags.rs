@@ -9,11 +9,13 @@ use std::time::Duration;
 
 /// Eight clients pipeline `TAGSET race:<n> v TAGS <tags>` (16 per round trip,
 /// `n` below `keys`, drawn from `seed`) while one more loops `TAGINVAL
-/// <inval>`, for `dur`; every reply is checked. Returns (TAGSETs, TAGINVALs).
+/// <inval>`, for `dur`; every reply is checked. Each write takes one of
+/// `tag_sets` at random, so with several a key keeps changing tags.
+/// Returns (TAGSETs, TAGINVALs).
 pub fn race(
     port: u16,
     keys: u64,
-    tags: &[&str],
+    tag_sets: &[&[&str]],
     inval: &str,
     seed: u64,
     dur: Duration,
@@ -23,7 +25,10 @@ pub fn race(
     let mut writers = Vec::new();
     for w in 0..8u64 {
         let (stop, sets) = (stop.clone(), sets.clone());
-        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        let sets_of_tags: Vec<Vec<String>> = tag_sets
+            .iter()
+            .map(|s| s.iter().map(|t| t.to_string()).collect())
+            .collect();
         writers.push(thread::spawn(move || {
             let mut c = RawConn::connect(port);
             let mut x: u64 = seed ^ (w + 1);
@@ -35,6 +40,7 @@ pub fn race(
                     x ^= x >> 7;
                     x ^= x << 17;
                     let k = format!("race:{}", x % keys);
+                    let tags = &sets_of_tags[((x >> 32) % sets_of_tags.len() as u64) as usize];
                     let mut args = vec!["TAGSET", &k, "v", "TAGS"];
                     args.extend(tags.iter().map(|t| t.as_str()));
                     buf.extend(encode_str(&args));
