@@ -578,6 +578,43 @@ fn two_proxy_instances_share_the_index() {
     assert!(tags.is_empty());
 }
 
+/// Each database has its own index, and a connection that switches with
+/// SELECT between tag commands uses the database it is in (both TAGSET paths:
+/// the plain transaction and the function behind NX).
+#[test]
+fn select_switches_the_index_with_the_database() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&redis);
+    let mut p = conn(proxy.port());
+    let _: () = q(&mut p, &["SELECT", "1"]).unwrap();
+    let _: String = q(&mut p, &["TAGSET", "db:k1", "one", "TAGS", "t"]).unwrap();
+    let _: String = q(&mut p, &["TAGSET", "db:n1", "one", "NX", "TAGS", "t"]).unwrap();
+    let _: () = q(&mut p, &["SELECT", "0"]).unwrap();
+    let listed: Vec<String> = q(&mut p, &["TAGKEYS", "t"]).unwrap();
+    assert!(listed.is_empty(), "db 0 sees db 1's entries: {listed:?}");
+    let _: String = q(&mut p, &["TAGSET", "db:k0", "zero", "TAGS", "t"]).unwrap();
+    let _: String = q(&mut p, &["TAGSET", "db:n0", "zero", "NX", "TAGS", "t"]).unwrap();
+    let _: () = q(&mut p, &["SELECT", "1"]).unwrap();
+    let listed: Vec<String> = q(&mut p, &["TAGKEYS", "t"]).unwrap();
+    assert_eq!(set_of(listed), set_of(vec!["db:k1".into(), "db:n1".into()]));
+    let tags: Vec<String> = q(&mut p, &["TAGSOF", "db:k0"]).unwrap();
+    assert!(tags.is_empty());
+    let n: i64 = q(&mut p, &["TAGINVAL", "t"]).unwrap();
+    assert_eq!(n, 2);
+    let _: () = q(&mut p, &["SELECT", "0"]).unwrap();
+    let v: Option<String> = q(&mut p, &["GET", "db:k0"]).unwrap();
+    assert_eq!(v.as_deref(), Some("zero"));
+    let listed: Vec<String> = q(&mut p, &["TAGKEYS", "t"]).unwrap();
+    assert_eq!(set_of(listed), set_of(vec!["db:k0".into(), "db:n0".into()]));
+    let tags: Vec<String> = q(&mut p, &["TAGSOF", "db:n0"]).unwrap();
+    assert_eq!(tags, vec!["t".to_string()]);
+    // Redis agrees: db 1 holds no key and no entry any more.
+    let mut r = conn(redis.port());
+    let _: () = q(&mut r, &["SELECT", "1"]).unwrap();
+    let n: i64 = q(&mut r, &["DBSIZE"]).unwrap();
+    assert_eq!(n, 0, "db 1 left keys behind");
+}
+
 /// TAGSET stores its value as SET does: compressed when large (the magic in
 /// Redis, fewer bytes), restored on the way out, untouched when excluded.
 #[test]

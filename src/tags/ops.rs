@@ -6,7 +6,7 @@
 //! `TRYAGAIN`/`CLUSTERDOWN` (and a script's "non local key" during a slot
 //! migration) with backoff, so a reshard under way only slows them down.
 
-use super::layout::{decode_tags, Layout};
+use super::layout::{decode_tags, Bucket, Layout};
 use super::lua::{self, fcall};
 use crate::cluster::{key_slot, parse_redirect, RedirectKind};
 use crate::protocol::{encode, Proto, Value};
@@ -44,18 +44,34 @@ pub struct Up {
     db: u32,
     id: u64,
     pub layout: Layout,
+    /// Standalone: the one bucket, named once.
+    flat: Option<Bucket>,
 }
 
 impl Up {
     pub fn new(ctx: Arc<Ctx>, worker: Arc<Worker>, db: u32, id: u64) -> Arc<Up> {
         let layout = Layout::new(&ctx.config.tags.prefix, ctx.topology.is_some());
+        let flat = (!layout.cluster).then(|| layout.bucket(0));
         Arc::new(Up {
             ctx,
             worker,
             db,
             id,
             layout,
+            flat,
         })
+    }
+
+    pub fn db(&self) -> u32 {
+        self.db
+    }
+
+    /// The index keys of `slot` (standalone: the one bucket, not rebuilt).
+    pub fn bucket(&self, slot: u16) -> std::borrow::Cow<'_, Bucket> {
+        match &self.flat {
+            Some(b) => std::borrow::Cow::Borrowed(b),
+            None => std::borrow::Cow::Owned(self.layout.bucket(slot)),
+        }
     }
 
     pub fn ctx(&self) -> &Arc<Ctx> {
@@ -329,7 +345,7 @@ impl Up {
         for r in self.run_many(reqs, SMALL_DEPTH).await {
             r?;
         }
-        let b = self.layout.bucket(slot);
+        let b = self.bucket(slot);
         let mut args: Vec<&[u8]> = vec![&b.zp];
         for (t, tok) in &pending {
             args.push(t);
@@ -362,7 +378,7 @@ impl Up {
             let reqs: Vec<(u16, Bytes)> = todo
                 .iter()
                 .map(|&slot| {
-                    let b = self.layout.bucket(slot);
+                    let b = self.bucket(slot);
                     let zsets: Vec<Vec<u8>> = slots[&slot]
                         .iter()
                         .map(|(i, _)| b.zset(&tags[*i]))
@@ -413,7 +429,7 @@ impl Up {
             let reqs = todo
                 .iter()
                 .map(|(slot, _, off)| {
-                    let b = self.layout.bucket(*slot);
+                    let b = self.bucket(*slot);
                     let o = off.to_string();
                     (
                         *slot,
@@ -456,7 +472,7 @@ impl Up {
     /// `TAGSOF`: the key's tags (none when it does not exist).
     pub async fn tagsof(&self, key: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         let slot = key_slot(key);
-        let b = self.layout.bucket(slot);
+        let b = self.bucket(slot);
         let req = fcall(
             "respite_tagsof",
             &[key, &b.record(key)],
@@ -471,7 +487,7 @@ impl Up {
     /// `TAGADD`: tags newly added (0 when the key does not exist).
     pub async fn tagadd(self: &Arc<Self>, key: &[u8], tags: &[&[u8]]) -> Result<i64, String> {
         let slot = key_slot(key);
-        let b = self.layout.bucket(slot);
+        let b = self.bucket(slot);
         let mut keys = vec![key.to_vec(), b.record(key)];
         keys.extend(tags.iter().map(|t| b.zset(t)));
         if self.cluster() {
@@ -492,7 +508,7 @@ impl Up {
     /// leaves the entry sets of `gone` (re-checked against its record).
     pub async fn tagdrop(&self, key: &[u8], gone: Vec<Vec<u8>>) -> Result<(), String> {
         let slot = key_slot(key);
-        let b = self.layout.bucket(slot);
+        let b = self.bucket(slot);
         let mut keys = vec![key.to_vec(), b.record(key)];
         keys.extend(gone.iter().map(|t| b.zset(t)));
         let mut args: Vec<&[u8]> = vec![&b.zp, &b.fl];
@@ -556,7 +572,7 @@ impl Up {
     ) -> Result<Bytes, String> {
         let key = set[1].clone();
         let slot = key_slot(&key);
-        let b = self.layout.bucket(slot);
+        let b = self.bucket(slot);
         for t in &tags {
             let req = command(&[&b"ZADD"[..], &b.zset(t), b"inf", &key]);
             self.run(slot, &req).await?;

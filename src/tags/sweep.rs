@@ -183,7 +183,7 @@ async fn sweep_entries(
     tag: &[u8],
     pace: &mut Pace,
 ) -> Result<u64, String> {
-    let b = up.layout.bucket(slot);
+    let b = up.bucket(slot);
     let z = b.zset(tag);
     let n = pace.step().to_string();
     let mut cursor = b"0".to_vec();
@@ -224,7 +224,7 @@ async fn sweep_entries(
 /// Drop directory slots whose entry sets are empty (generation-checked).
 async fn sweep_dir(up: &Arc<Up>, tag: &[u8]) -> Result<(), String> {
     for (slot, gen) in up.dir_slots(tag).await? {
-        let b = up.layout.bucket(slot);
+        let b = up.bucket(slot);
         let req = fcall("respite_tagcard", &[b.zset(tag)], &[] as &[&[u8]]);
         if up.run(slot, &req).await?.as_int() == Some(0) {
             up.dir_prune(tag, slot, &gen).await?;

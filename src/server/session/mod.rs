@@ -154,6 +154,9 @@ pub struct Session {
     pub(super) st: State,
     /// Shared connection for the current database and protocol.
     shared: Option<(u32, Proto, Conn)>,
+    /// The tag commands' upstream side for the current database (built on
+    /// the first tag command).
+    tag_up: Option<Arc<crate::tags::ops::Up>>,
     /// Connection the last forwarded request went to.
     last_conn: Option<Conn>,
     /// Requests decoded from the current read, one batch per connection,
@@ -233,6 +236,7 @@ impl Session {
             wbuf: BytesMut::new(),
             scratch: BytesMut::new(),
             shared: None,
+            tag_up: None,
             last_conn: None,
             out: Vec::new(),
             spare: Vec::new(),

@@ -96,13 +96,20 @@ impl Session {
         flow
     }
 
-    fn up(&self) -> Arc<Up> {
-        Up::new(
-            self.ctx.clone(),
-            self.worker.clone(),
-            self.st.db,
-            self.st.id,
-        )
+    fn up(&mut self) -> Arc<Up> {
+        match &self.tag_up {
+            Some(up) if up.db() == self.st.db => up.clone(),
+            _ => {
+                let up = Up::new(
+                    self.ctx.clone(),
+                    self.worker.clone(),
+                    self.st.db,
+                    self.st.id,
+                );
+                self.tag_up = Some(up.clone());
+                up
+            }
+        }
     }
 
     /// A multi-call tag command answered by a task (ordered like any request).
@@ -217,7 +224,7 @@ impl Session {
                 return Flow::Barrier;
             }
         }
-        let b = up.layout.bucket(0);
+        let b = up.bucket(0);
         let value = tags::stored_value(up.ctx(), ts.key, ts.value);
         let enc = encode_tags(&ts.tags);
         let score = expiry_score(ts.expiry);
@@ -525,7 +532,7 @@ fn exec_reply(reply: Bytes, up: Arc<Up>, key: Vec<u8>, enc: Vec<u8>, tags: Vec<V
 
 /// The `FCALL respite_tagset` a `TAGSET` becomes.
 fn tagset_fcall(up: &Up, slot: u16, ts: &TagSet) -> Bytes {
-    let b = up.layout.bucket(slot);
+    let b = up.bucket(slot);
     let mut keys: Vec<Vec<u8>> = Vec::with_capacity(3 + ts.tags.len());
     keys.push(ts.key.to_vec());
     keys.push(b.record(ts.key));
