@@ -13,7 +13,9 @@ mod common;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{assert_reply, encode_str, escape, Proxy, RawConn, RedisServer};
+use common::{
+    assert_reply, encode_str, escape, info_field, wait_until, Proxy, RawConn, RedisServer,
+};
 
 fn conn(port: u16, resp3: bool) -> RawConn {
     let mut c = RawConn::connect(port);
@@ -263,9 +265,13 @@ fn blocking_scenario(port: u16, resp3: bool) {
 
     // Several blocked clients are served in the order they blocked.
     let mut waiters: Vec<RawConn> = (0..4).map(|_| conn(port, resp3)).collect();
-    for w in waiters.iter_mut() {
+    for (i, w) in waiters.iter_mut().enumerate() {
         w.send(&encode_str(&["BRPOP", "bq:fifo", "5"]));
-        thread::sleep(Duration::from_millis(100));
+        // Block them one after the other: Redis serves them in that order.
+        wait_until("the BRPOP to block", Duration::from_secs(5), || {
+            let info = b.cmd_str(&["INFO", "clients"]);
+            info_field(&info, "blocked_clients") == Some(i as i64 + 1)
+        });
     }
     assert_reply(
         &b.cmd_str(&["LPUSH", "bq:fifo", "m0", "m1", "m2", "m3"]),

@@ -411,23 +411,29 @@ fn race_with_keys_changing_tags() {
     }
     let listed: Vec<String> = q(&mut c, &["TAGKEYS", "t"]).unwrap();
     assert_eq!(set_of(listed), with_t, "TAGKEYS t against the records");
-    // The old-tag removals are tasks after each TAGSET's reply: let them end.
-    thread::sleep(Duration::from_millis(300));
+    // The old-tag removals are tasks after each TAGSET's reply: wait until
+    // every entry's record lists its tag (the last task ran).
     let mut r = conn(redis.port());
-    for tag in ["t", "u", "a"] {
-        let members: Vec<String> = q(
-            &mut r,
-            &["ZRANGE", &format!("__respite:t:{tag}"), "0", "-1"],
-        )
-        .unwrap();
-        for m in members {
-            let rec: Option<String> = q(&mut r, &["GET", &format!("__respite:k:{m}")]).unwrap();
-            let rec = rec.unwrap_or_default();
-            assert!(
-                rec.contains(&format!("{}:{tag}", tag.len())),
-                "{m} is in the entry set of {tag} but its record is {rec:?}"
-            );
+    let stale = |r: &mut redis::Connection| -> Option<String> {
+        for tag in ["t", "u", "a"] {
+            let members: Vec<String> =
+                q(r, &["ZRANGE", &format!("__respite:t:{tag}"), "0", "-1"]).unwrap();
+            for m in members {
+                let rec: Option<String> = q(r, &["GET", &format!("__respite:k:{m}")]).unwrap();
+                let rec = rec.unwrap_or_default();
+                if !rec.contains(&format!("{}:{tag}", tag.len())) {
+                    return Some(format!(
+                        "{m} is in the entry set of {tag} but its record is {rec:?}"
+                    ));
+                }
+            }
         }
+        None
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Some(why) = stale(&mut r) {
+        assert!(Instant::now() < deadline, "{why}");
+        thread::sleep(Duration::from_millis(20));
     }
     let n: i64 = q(&mut c, &["TAGINVAL", "t"]).unwrap();
     assert_eq!(n as usize, with_t.len(), "TAGINVAL t count");

@@ -118,6 +118,25 @@ fn kill_and_reap(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// Polls `cond` every few milliseconds until it holds; panics naming `what`
+/// when it still does not after `timeout`. Tests synchronise with this, not
+/// with sleeps.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The `name:value` field of an `INFO` reply, as a number.
+pub fn info_field(info: &[u8], name: &str) -> Option<i64> {
+    let text = String::from_utf8_lossy(info);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Sends PING on a fresh connection and returns the first complete reply
 /// frame, or `None` if the port does not accept or does not answer in time.
 pub fn ping_once(port: u16, timeout: Duration) -> Option<Vec<u8>> {
