@@ -31,6 +31,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
+    // The limits must fit the open files limit (raised here if allowed).
+    let mut config = config;
+    if let Err(e) = respite::server::fds::adjust(&mut config, &Rlimit) {
+        tracing::error!("{e}");
+        return ExitCode::from(1);
+    }
     let ctx = Ctx::new(config);
     let server = match Server::start(ctx.clone()) {
         Ok(s) => s,
@@ -100,6 +106,35 @@ fn main() -> ExitCode {
     // Worker threads end with the process; their sessions are done or out of grace.
     drop(server);
     code
+}
+
+/// `RLIMIT_NOFILE` through libc (the library forbids `unsafe`).
+struct Rlimit;
+
+impl respite::server::fds::NofileLimit for Rlimit {
+    fn get(&self) -> std::io::Result<(u64, u64)> {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit only writes into the struct we own.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok((lim.rlim_cur as u64, lim.rlim_max as u64))
+    }
+
+    fn set(&self, soft: u64, hard: u64) -> std::io::Result<()> {
+        let lim = libc::rlimit {
+            rlim_cur: soft as libc::rlim_t,
+            rlim_max: hard as libc::rlim_t,
+        };
+        // SAFETY: setrlimit only reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
 }
 
 async fn wait_for_signal() {

@@ -66,6 +66,16 @@ impl AdminState for ProxyAdmin {
             "Pinned upstream connections handed to sessions.",
             get(&mt.pinned_acquired),
         );
+        w.gauge(
+            m::PINNED_OPEN,
+            "Pinned upstream connections open now, in use and idle (at most upstream.max_pinned_connections).",
+            ctx.pinned.open() as f64,
+        );
+        w.counter(
+            m::PINNED_REFUSED,
+            "Commands refused because upstream.max_pinned_connections pinned connections were open.",
+            ctx.pinned.refused(),
+        );
         w.counter(
             m::COMPRESS_VALUES,
             "Values stored lz4-compressed.",

@@ -37,8 +37,13 @@ pub const DEFAULT_UPSTREAM_NODES: &[&str] = &["127.0.0.1:6379"];
 /// batch many clients' pipelines; more only helps when one connection's
 /// socket becomes the bottleneck.
 pub const DEFAULT_UPSTREAM_SHARED_CONNECTIONS: usize = 1;
-/// Most pinned connections (MULTI, blocking commands, pub/sub) per node.
+/// Idle pinned connections kept for reuse per node, database and protocol.
 pub const DEFAULT_UPSTREAM_PINNED_POOL_SIZE: usize = 64;
+/// Most pinned connections (MULTI, blocking commands, pub/sub, CLIENT
+/// TRACKING), in use and idle, the whole process holds: each is a client of
+/// Redis's own, so this keeps one proxy well inside Redis's default
+/// `maxclients 10000` while leaving room for other proxies and clients.
+pub const DEFAULT_UPSTREAM_MAX_PINNED_CONNECTIONS: usize = 1024;
 /// How long connecting to an upstream node may take.
 pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS: u64 = 1000;
 /// A request with no reply after this long fails its connection.

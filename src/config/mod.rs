@@ -101,8 +101,11 @@ pub struct UpstreamConfig {
     pub sentinel_check_interval: Duration,
     /// Shared multiplexed connections per node and per worker.
     pub shared_connections: usize,
-    /// Most pinned connections (transactions, blocking, pub/sub) per node.
+    /// Idle pinned connections kept for reuse per node, database and protocol.
     pub pinned_pool_size: usize,
+    /// Most pinned connections (transactions, blocking, pub/sub), in use and
+    /// idle, in the whole process; a command that needs one more is refused.
+    pub max_pinned_connections: usize,
     pub connect_timeout: Duration,
     /// A request with no reply after this long fails its connection.
     pub command_timeout: Duration,
@@ -283,6 +286,7 @@ impl fmt::Debug for UpstreamConfig {
             .field("sentinel_check_interval", &self.sentinel_check_interval)
             .field("shared_connections", &self.shared_connections)
             .field("pinned_pool_size", &self.pinned_pool_size)
+            .field("max_pinned_connections", &self.max_pinned_connections)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("reconnect_backoff_min", &self.reconnect_backoff_min)

@@ -234,6 +234,7 @@ fn each_rule_reports_its_own_problem() {
         ("[upstream]\nusername = \"\"", "upstream.username: empty"),
         ("[upstream]\nshared_connections = 0", "upstream.shared_connections: must be at least 1, got 0"),
         ("[upstream]\npinned_pool_size = 0", "upstream.pinned_pool_size: must be at least 1"),
+        ("[upstream]\nmax_pinned_connections = 0", "upstream.max_pinned_connections: must be at least 1"),
         ("[upstream]\nconnect_timeout_ms = 0", "upstream.connect_timeout_ms: must be at least 1"),
         ("[upstream]\ncommand_timeout_ms = 0", "upstream.command_timeout_ms: must be at least 1"),
         ("[upstream]\nreconnect_backoff_min_ms = 0", "upstream.reconnect_backoff_min_ms: must be at least 1"),

@@ -98,6 +98,10 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         .pinned_pool_size
         .unwrap_or(DEFAULT_UPSTREAM_PINNED_POOL_SIZE);
     p.at_least("upstream.pinned_pool_size", pinned_pool_size, 1);
+    let max_pinned_connections = up
+        .max_pinned_connections
+        .unwrap_or(DEFAULT_UPSTREAM_MAX_PINNED_CONNECTIONS);
+    p.at_least("upstream.max_pinned_connections", max_pinned_connections, 1);
     let connect_timeout_ms = up
         .connect_timeout_ms
         .unwrap_or(DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS);
@@ -140,6 +144,7 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         sentinel_check_interval: Duration::from_millis(sentinel_check_ms),
         shared_connections,
         pinned_pool_size,
+        max_pinned_connections,
         connect_timeout: Duration::from_millis(connect_timeout_ms),
         command_timeout: Duration::from_millis(command_timeout_ms),
         reconnect_backoff_min: Duration::from_millis(backoff_min_ms),

@@ -12,6 +12,14 @@ use super::ProtocolError;
 /// (`PROTO_INLINE_MAX_SIZE`).
 pub const MAX_INLINE: usize = 64 * 1024;
 
+/// Most arguments in a request from a client that has not authenticated yet
+/// (Redis: `unauthenticated multibulk length` beyond 10).
+pub const UNAUTH_MAX_ARGS: usize = 10;
+/// Longest argument from a client that has not authenticated yet (Redis:
+/// `unauthenticated bulk length` beyond 16384), so a client without the
+/// password can make the proxy buffer at most about 10 x 16 KiB.
+pub const UNAUTH_MAX_BULK: usize = 16 * 1024;
+
 /// What [`RequestParser::parse`] found at the start of the buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Parsed {
@@ -39,6 +47,8 @@ pub struct RequestParser {
     pos: usize,
     /// Arguments still expected; `None` between frames.
     remaining: Option<usize>,
+    /// The client has not authenticated: Redis's smaller limits apply.
+    unauthenticated: bool,
 }
 
 impl RequestParser {
@@ -49,7 +59,18 @@ impl RequestParser {
             args: Vec::new(),
             pos: 0,
             remaining: None,
+            unauthenticated: false,
         }
+    }
+
+    /// Apply (or stop applying) the limits of a client that has not
+    /// authenticated: at most [`UNAUTH_MAX_ARGS`] arguments of at most
+    /// [`UNAUTH_MAX_BULK`] bytes, refused with Redis's own errors. Set before
+    /// each frame; a frame already begun keeps the limits it started with
+    /// only in that nothing executes in between.
+    #[inline]
+    pub fn set_unauthenticated(&mut self, yes: bool) {
+        self.unauthenticated = yes;
     }
 
     /// Number of arguments of the last complete frame.
@@ -94,6 +115,14 @@ impl RequestParser {
                 };
                 let n = parse_int(&buf[1..eol])
                     .ok_or_else(|| ProtocolError::new("invalid multibulk length"))?;
+                if self.unauthenticated && n > UNAUTH_MAX_ARGS as i64 {
+                    // Redis checks the range (a C int) first.
+                    return Err(ProtocolError::new(if n > i32::MAX as i64 {
+                        "invalid multibulk length"
+                    } else {
+                        "unauthenticated multibulk length"
+                    }));
+                }
                 if n <= 0 {
                     return Ok(Parsed::Empty { len: eol + 2 });
                 }
@@ -127,6 +156,9 @@ impl RequestParser {
                 .filter(|&l| l >= 0 && (l as u64) <= self.max_bytes as u64)
                 .ok_or_else(|| ProtocolError::new("invalid bulk length"))?
                 as usize;
+            if self.unauthenticated && len > UNAUTH_MAX_BULK {
+                return Err(ProtocolError::new("unauthenticated bulk length"));
+            }
             let start = eol + 2;
             let end = start + len + 2;
             if end > self.max_bytes {
@@ -361,6 +393,40 @@ mod tests {
             p.parse(b"*1\r\n+x\r\n").unwrap_err().to_string(),
             "Protocol error: expected '$', got '+'"
         );
+    }
+
+    #[test]
+    fn unauthenticated_limits_are_redis_errors() {
+        let unauth = || {
+            let mut p = RequestParser::new(1 << 30, 1 << 20);
+            p.set_unauthenticated(true);
+            p
+        };
+        for (input, err) in [
+            (&b"*11\r\n"[..], "unauthenticated multibulk length"),
+            (b"*100\r\n", "unauthenticated multibulk length"),
+            (b"*3000000000\r\n", "invalid multibulk length"),
+            (b"*1\r\n$16385\r\n", "unauthenticated bulk length"),
+            (b"*1\r\n$400000000\r\n", "unauthenticated bulk length"),
+            (b"*1\r\n$2000000000\r\n", "invalid bulk length"),
+            (b"*1\r\n$-1\r\n", "invalid bulk length"),
+        ] {
+            let got = unauth().parse(input).unwrap_err().to_string();
+            assert_eq!(got, format!("Protocol error: {err}"), "{input:?}");
+        }
+        // At the limits: waits for the rest, as Redis does.
+        assert!(matches!(
+            unauth().parse(b"*10\r\n$16384\r\n"),
+            Ok(Parsed::Incomplete { .. })
+        ));
+        assert_eq!(unauth().parse(b"*0\r\n").unwrap(), Parsed::Empty { len: 4 });
+        // Authenticated again (AUTH ran), the configured limits apply.
+        let mut p = unauth();
+        p.set_unauthenticated(false);
+        assert!(matches!(
+            p.parse(b"*100\r\n$400000000\r\n"),
+            Ok(Parsed::Incomplete { .. })
+        ));
     }
 
     #[test]

@@ -209,18 +209,34 @@ fn auth_required(ctx: &Ctx) -> bool {
 }
 
 /// Check a user/password pair the way Redis's ACL does for the default user
-/// (`nopass` when no password is configured) and named users.
+/// (`nopass` when no password is configured) and named users. Passwords are
+/// compared in constant time; user names are not secret.
 fn check_credentials(ctx: &Ctx, user: &[u8], pass: &[u8]) -> bool {
     let auth = &ctx.config.auth;
     if user == b"default" {
         return match &auth.password {
-            Some(p) => p.as_bytes() == pass,
+            Some(p) => secret_eq(p.as_bytes(), pass),
             None => auth.users.is_empty(),
         };
     }
     auth.users
         .iter()
-        .any(|u| u.name.as_bytes() == user && u.password.as_bytes() == pass)
+        .find(|u| u.name.as_bytes() == user)
+        .is_some_and(|u| secret_eq(u.password.as_bytes(), pass))
+}
+
+/// `secret == guess` in a time that depends only on the secret's length: every
+/// byte of the secret is compared whatever the guess is (a guess of another
+/// length compares against zeros and fails on the length), and the
+/// accumulator goes through `black_box` so the compiler cannot turn the loop
+/// into an early exit.
+pub fn secret_eq(secret: &[u8], guess: &[u8]) -> bool {
+    let mut diff = u8::from(secret.len() != guess.len());
+    for (i, &s) in secret.iter().enumerate() {
+        let g = guess.get(i).copied().unwrap_or(0);
+        diff = std::hint::black_box(diff | (s ^ g));
+    }
+    diff == 0
 }
 
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
@@ -296,6 +312,11 @@ fn hello(ctx: &Ctx, st: &mut State, req: &Req, out: &mut BytesMut) {
         proto = if v == 3 { Proto::Resp3 } else { Proto::Resp2 };
         next = 2;
     }
+    // Every option is checked, in order, before anything takes effect: the
+    // first bad one gets the reply Redis gives for it, and a command with any
+    // bad option authenticates nobody (Redis 7.0 would already have applied
+    // an AUTH before a later bad option; 7.2 checks the whole command first).
+    let mut user: Option<&[u8]> = None;
     let mut setname: Option<&[u8]> = None;
     let mut j = next;
     while j < req.argc() {
@@ -305,27 +326,39 @@ fn hello(ctx: &Ctx, st: &mut State, req: &Req, out: &mut BytesMut) {
             if !check_credentials(ctx, req.arg(j + 1), req.arg(j + 2)) {
                 return encode::error(out, WRONGPASS);
             }
-            st.authed = true;
-            st.user = String::from_utf8_lossy(req.arg(j + 1)).into();
+            user = Some(req.arg(j + 1));
             j += 3;
         } else if opt.eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
-            setname = Some(req.arg(j + 1));
+            let name = req.arg(j + 1);
+            if !valid_name(name) {
+                return encode::error(out, BAD_NAME);
+            }
+            setname = Some(name);
             j += 2;
         } else {
             let opt = String::from_utf8_lossy(opt);
             return encode::error(out, &format!("ERR Syntax error in HELLO option '{opt}'"));
         }
     }
+    if let Some(user) = user {
+        st.authed = true;
+        st.user = String::from_utf8_lossy(user).into();
+    }
     if !st.authed {
+        // Redis 7.2 added `<proto>` to the text; older servers' own words
+        // are given in front of them.
+        let version = ctx.server_version();
+        let proto_word = if version.starts_with("7.0.") || version.starts_with("6.") {
+            ""
+        } else {
+            "<proto> "
+        };
         return encode::error(
             out,
-            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+            &format!("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO {proto_word}AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"),
         );
     }
     if let Some(name) = setname {
-        if !valid_name(name) {
-            return encode::error(out, BAD_NAME);
-        }
         *st.meta.name.lock() = if name.is_empty() {
             None
         } else {
@@ -419,4 +452,19 @@ fn client(ctx: &Ctx, st: &mut State, req: &Req, out: &mut BytesMut) -> Effect {
         }
     }
     Effect::None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::secret_eq;
+
+    #[test]
+    fn secret_eq_is_equality() {
+        assert!(secret_eq(b"pw", b"pw"));
+        assert!(secret_eq(b"", b""));
+        for guess in [&b""[..], b"p", b"pW", b"pw\0", b"pwx", b"xw", b"\0\0"] {
+            assert!(!secret_eq(b"pw", guess), "{guess:?}");
+        }
+        assert!(!secret_eq(b"", b"\0"));
+    }
 }

@@ -7,6 +7,7 @@
 //! requests ride on, live on the same thread, so the hot path has no
 //! cross-thread wake-ups.
 
+pub mod fds;
 pub mod local;
 pub mod replies;
 pub mod session;
@@ -318,16 +319,26 @@ async fn worker_main(ctx: Arc<Ctx>, worker: Arc<Worker>, listener: std::net::Tcp
     }
     let local_tasks = Arc::new(AtomicUsize::new(0));
     let mut shutdown = std::pin::pin!(ctx.shutdown.notified());
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         if ctx.is_shutting_down() {
             break;
         }
         tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, peer)) => accept(&ctx, &worker, &local_tasks, stream, peer),
+                Ok((stream, peer)) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    accept(&ctx, &worker, &local_tasks, stream, peer)
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    // Out of descriptors (EMFILE) or memory: the connection
+                    // waits in the backlog, so retrying at once would spin.
+                    accept_failed(&e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = &mut shutdown => break,
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 }
             },
             _ = &mut shutdown => break,
@@ -338,6 +349,38 @@ async fn worker_main(ctx: Arc<Ctx>, worker: Arc<Worker>, listener: std::net::Tcp
     while local_tasks.load(Ordering::Acquire) > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+}
+
+/// First wait after a failed `accept`; it doubles while `accept` keeps failing.
+const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(5);
+/// Longest wait between `accept` attempts while they fail.
+const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_millis(500);
+/// At most one `accept failed` line per this many milliseconds, process-wide;
+/// it counts the failures not logged since the previous one.
+const ACCEPT_LOG_EVERY_MS: u64 = 5000;
+
+/// Log a failed `accept`, at most once per [`ACCEPT_LOG_EVERY_MS`].
+fn accept_failed(e: &io::Error) {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    static NEXT_LOG_MS: AtomicU64 = AtomicU64::new(0);
+    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+    let now = START.get_or_init(Instant::now).elapsed().as_millis() as u64;
+    let next = NEXT_LOG_MS.load(Ordering::Relaxed);
+    if now < next
+        || NEXT_LOG_MS
+            .compare_exchange(next, now + ACCEPT_LOG_EVERY_MS, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+    {
+        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
+    tracing::warn!(
+        error = %e,
+        not_logged_since = suppressed,
+        "accept failed; retrying with backoff (at most one such line per {} s)",
+        ACCEPT_LOG_EVERY_MS / 1000
+    );
 }
 
 fn accept(

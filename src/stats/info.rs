@@ -84,6 +84,13 @@ fn clients(ctx: &Ctx, out: &mut String) {
     );
     line(out, "rejected_connections", get(&m.connections_rejected));
     line(out, "pinned_connections_acquired", get(&m.pinned_acquired));
+    line(out, "pinned_connections", ctx.pinned.open());
+    line(
+        out,
+        "max_pinned_connections",
+        ctx.config.upstream.max_pinned_connections,
+    );
+    line(out, "pinned_connections_refused", ctx.pinned.refused());
 }
 
 fn totals(ctx: &Ctx, out: &mut String) {

@@ -92,6 +92,9 @@ struct Shared {
     answered: AtomicU64,
     /// Per batch: from taking it for writing to reading its last reply.
     latency: AtomicHist,
+    /// A refused connection ([`Conn::refused`]): `last_error` is the whole
+    /// error reply text.
+    refused: bool,
 }
 
 /// Handle to a connection task; cheap to clone.
@@ -104,6 +107,17 @@ impl Conn {
     /// Start the connection task on the current runtime. It connects in the
     /// background: requests submitted meanwhile wait for the outcome.
     pub fn spawn(opts: ConnOptions, owner: Option<Arc<ReplyQueue>>) -> Conn {
+        Self::spawn_holding(opts, owner, ())
+    }
+
+    /// As [`Conn::spawn`], keeping `guard` until the connection task ends
+    /// (its socket is closed by then): how the pinned pool counts the
+    /// connections that are open.
+    pub fn spawn_holding<G: Send + 'static>(
+        opts: ConnOptions,
+        owner: Option<Arc<ReplyQueue>>,
+        guard: G,
+    ) -> Conn {
         let shared = Arc::new(Shared {
             addr: opts.addr.clone(),
             outbox: Mutex::new(Outbox::default()),
@@ -119,14 +133,29 @@ impl Conn {
             requests: AtomicU64::new(0),
             answered: AtomicU64::new(0),
             latency: AtomicHist::new(opts.latency_buckets_us.clone()),
+            refused: false,
         });
-        tokio::spawn(run(shared.clone(), opts));
+        let task = shared.clone();
+        tokio::spawn(async move {
+            run(task, opts).await;
+            drop(guard);
+        });
         Conn { shared }
+    }
+
+    /// A connection that was refused: every submit fails at once with the
+    /// error reply `reply` (e.g. `ERR max number of clients reached`).
+    pub fn refused(addr: &str, reply: &str, latency_buckets_us: Arc<[u64]>) -> Conn {
+        Self::closed(addr, reply, latency_buckets_us, true)
     }
 
     /// A connection that never connects: every submit fails at once with
     /// `ERR upstream ADDR unavailable: WHY` (sentinel mode with no primary known).
     pub fn dead(addr: &str, why: &str, latency_buckets_us: Arc<[u64]>) -> Conn {
+        Self::closed(addr, why, latency_buckets_us, false)
+    }
+
+    fn closed(addr: &str, why: &str, latency_buckets_us: Arc<[u64]>, refused: bool) -> Conn {
         Conn {
             shared: Arc::new(Shared {
                 addr: addr.into(),
@@ -143,8 +172,14 @@ impl Conn {
                 requests: AtomicU64::new(0),
                 answered: AtomicU64::new(0),
                 latency: AtomicHist::new(latency_buckets_us),
+                refused,
             }),
         }
+    }
+
+    /// Whether this is a [`Conn::refused`] connection.
+    pub fn is_refused(&self) -> bool {
+        self.shared.refused
     }
 
     /// A handle that does not keep the connection alive.
@@ -233,6 +268,9 @@ impl Conn {
     /// The error reply text for requests this node cannot serve now.
     pub fn unavailable(&self) -> Arc<str> {
         let why = self.shared.last_error.lock().clone();
+        if self.shared.refused {
+            return why.unwrap_or_default();
+        }
         unavailable(&self.shared.addr, why.as_deref().unwrap_or("not connected")).into()
     }
 

@@ -11,7 +11,13 @@ use crate::server::replies::ReplyQueue;
 use conn::{Conn, ConnOptions, ConnState};
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+/// The error reply for a command that needs a pinned connection when
+/// `upstream.max_pinned_connections` are open (Redis's reply to a client over
+/// its `maxclients`).
+pub const MAX_CLIENTS_REACHED: &str = "ERR max number of clients reached";
 
 /// Connection settings for `addr` from the configuration.
 pub fn options(config: &Config, addr: &str, db: u32, proto: Proto, reconnect: bool) -> ConnOptions {
@@ -121,10 +127,21 @@ type PoolKey = (Arc<str>, u32, Proto);
 
 /// Idle pinned connections kept for reuse, per node, database and RESP version.
 /// Only connections whose session left them clean come back here.
+///
+/// At most `upstream.max_pinned_connections` pinned connections are open at
+/// once, in use and idle together: each new one takes a slot that its task
+/// gives back when it ends (its socket closed), so the bound holds for the
+/// sockets Redis sees, however a connection ends.
 #[derive(Debug)]
 pub struct PinnedPool {
     config: Arc<Config>,
     idle: Mutex<HashMap<PoolKey, Vec<Conn>>>,
+    /// Pinned connections open now (slots taken).
+    open: Arc<AtomicUsize>,
+    /// Connections refused because every slot was taken.
+    refused: AtomicU64,
+    /// What a refused session gets instead of a connection.
+    refusal: Conn,
     /// Sentinel mode: every pinned connection handed out, so a failover can
     /// close those to the old primary (their sessions may be idle, e.g.
     /// subscribed). Pruned as it grows.
@@ -143,8 +160,51 @@ impl PinnedPool {
         PinnedPool {
             handed_out: (config.upstream.mode == crate::config::Mode::Sentinel)
                 .then(|| Mutex::new(HandedOut::default())),
+            refusal: Conn::refused(
+                "pinned",
+                MAX_CLIENTS_REACHED,
+                config.stats.latency_buckets_us.clone().into(),
+            ),
             config,
             idle: Mutex::new(HashMap::new()),
+            open: Arc::new(AtomicUsize::new(0)),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// Pinned connections open now, in use and idle.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Pinned connections refused so far (`upstream.max_pinned_connections`).
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// A slot for one more pinned connection, if one is free.
+    fn take_slot(&self) -> Option<Slot> {
+        let max = self.config.upstream.max_pinned_connections;
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Slot(self.open.clone()))
+    }
+
+    /// Every slot is taken: close one idle connection kept for another
+    /// node, database or protocol, so that its slot is free for the next
+    /// request (it frees once the connection's task has ended).
+    fn evict_one_idle(&self) {
+        let victim = self
+            .idle
+            .lock()
+            .values_mut()
+            .max_by_key(|l| l.len())
+            .and_then(|l| l.pop());
+        if let Some(c) = victim {
+            c.close();
         }
     }
 
@@ -205,7 +265,13 @@ impl PinnedPool {
                 c
             }
             None => {
-                let c = Conn::spawn(options(&self.config, addr, db, proto, false), Some(owner));
+                let Some(slot) = self.take_slot() else {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    self.evict_one_idle();
+                    return self.refusal.clone();
+                };
+                let opts = options(&self.config, addr, db, proto, false);
+                let c = Conn::spawn_holding(opts, Some(owner), slot);
                 self.track(&c);
                 c
             }
@@ -226,6 +292,17 @@ impl PinnedPool {
         } else {
             conn.close();
         }
+    }
+}
+
+/// One open pinned connection's place in `PinnedPool::open`, given back when
+/// dropped (by the connection's task as it ends).
+#[derive(Debug)]
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -545,6 +545,9 @@ impl Session {
             s.begin_batch();
         }
         loop {
+            // Before AUTH, Redis's smaller request limits (AUTH may have run
+            // in this same batch).
+            parser.set_unauthenticated(!self.st.authed);
             match parser.parse(&rbuf) {
                 Ok(Parsed::Frame { len }) => {
                     let req = Req {
@@ -907,7 +910,12 @@ impl Session {
     }
 
     fn pin_conn(&mut self, conn: Conn, db: u32, proto: Proto) {
-        Metrics::add(&self.ctx.metrics.pinned_acquired, 1);
+        // A refused connection (upstream.max_pinned_connections) answers the
+        // request that needed it with the error; `flush` then unpins it.
+        Metrics::add(
+            &self.ctx.metrics.pinned_acquired,
+            u64::from(!conn.is_refused()),
+        );
         self.pinned = Some(Pinned {
             conn,
             db,

@@ -242,7 +242,10 @@ impl Session {
             .ctx
             .pinned
             .acquire(&owner, 0, self.st.proto, self.queue.clone());
-        shard.conns.insert(owner, c.clone());
+        // A refused one answers this request only; the next one tries again.
+        if !c.is_refused() {
+            shard.conns.insert(owner, c.clone());
+        }
         c
     }
 }
