@@ -112,6 +112,8 @@ fn main() -> ExitCode {
 struct Rlimit;
 
 impl respite::server::fds::NofileLimit for Rlimit {
+    // `rlim_t` is u64 on 64-bit Linux, not on every target.
+    #[allow(clippy::unnecessary_cast)]
     fn get(&self) -> std::io::Result<(u64, u64)> {
         let mut lim = libc::rlimit {
             rlim_cur: 0,

@@ -94,7 +94,7 @@ pub fn adjust(config: &mut Config, rlimit: &dyn NofileLimit) -> Result<(), Strin
         }
     };
     let mut limit = soft;
-    if soft < need {
+    if soft < need && soft < hard {
         let want = need.min(hard);
         match rlimit.set(want, hard) {
             Ok(()) => {
@@ -139,9 +139,11 @@ mod tests {
     use super::*;
 
     fn config(clients: usize, pinned: usize) -> Config {
-        let mut c = Config::default();
-        c.workers = 1;
-        c.admin = None;
+        let mut c = Config {
+            workers: 1,
+            admin: None,
+            ..Config::default()
+        };
         c.limits.max_clients = clients;
         c.upstream.max_pinned_connections = pinned;
         c
@@ -226,7 +228,10 @@ mod tests {
         let r = fake(1024, 1 << 20, false);
         adjust(&mut c, &r).unwrap();
         assert_eq!(r.lim.get(), (need, 1 << 20));
-        assert_eq!((c.limits.max_clients, c.upstream.max_pinned_connections), (10_000, 1024));
+        assert_eq!(
+            (c.limits.max_clients, c.upstream.max_pinned_connections),
+            (10_000, 1024)
+        );
 
         // The hard limit is too low: raised to it, and the limits fit it.
         let mut c = config(10_000, 1024);
@@ -235,14 +240,17 @@ mod tests {
         assert_eq!(r.lim.get(), (4096, 4096));
         let (cl, p) = (c.limits.max_clients, c.upstream.max_pinned_connections);
         assert_eq!(fixed_need(&c) + (cl + p) as u64, 4096);
-        assert!(cl < 10_000 && cl >= 2000, "{cl}");
+        assert!((2000..10_000).contains(&cl), "{cl}");
 
         // Nothing can be raised: the limits fit the soft limit.
         let mut c = config(10_000, 1024);
         let r = fake(256, 256, true);
         adjust(&mut c, &r).unwrap();
         let (cl, p) = (c.limits.max_clients, c.upstream.max_pinned_connections);
-        assert!(fixed_need(&c) + ((cl + p) as u64) <= 256 && cl >= 1, "{cl} {p}");
+        assert!(
+            fixed_need(&c) + ((cl + p) as u64) <= 256 && cl >= 1,
+            "{cl} {p}"
+        );
 
         // Not even one client fits.
         let mut c = config(10_000, 1024);

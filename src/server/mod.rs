@@ -368,7 +368,12 @@ fn accept_failed(e: &io::Error) {
     let next = NEXT_LOG_MS.load(Ordering::Relaxed);
     if now < next
         || NEXT_LOG_MS
-            .compare_exchange(next, now + ACCEPT_LOG_EVERY_MS, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(
+                next,
+                now + ACCEPT_LOG_EVERY_MS,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
             .is_err()
     {
         SUPPRESSED.fetch_add(1, Ordering::Relaxed);

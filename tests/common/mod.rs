@@ -359,10 +359,20 @@ impl Proxy {
     /// As [`Proxy::start_args`], with extra environment variables
     /// (e.g. `("RESPITE_PASSWORD", "pw")`).
     pub fn start_env(args: Vec<String>, envs: Vec<(String, String)>) -> Proxy {
+        Self::start_limited(args, envs, None)
+    }
+
+    /// As [`Proxy::start_env`], the proxy started with `RLIMIT_NOFILE`
+    /// (soft and hard) set to `nofile` when given.
+    pub fn start_limited(
+        args: Vec<String>,
+        envs: Vec<(String, String)>,
+        nofile: Option<u64>,
+    ) -> Proxy {
         let mut last = String::new();
         for _ in 0..3 {
             let port = free_port();
-            match Self::try_start(port, &args, &envs) {
+            match Self::try_start(port, &args, &envs, nofile) {
                 Ok(p) => return p,
                 Err((err, log)) => {
                     let in_use = log.contains("in use") || log.contains("AddrInUse");
@@ -380,6 +390,7 @@ impl Proxy {
         port: u16,
         args: &[String],
         envs: &[(String, String)],
+        nofile: Option<u64>,
     ) -> Result<Proxy, (String, String)> {
         let dir = tempfile::Builder::new()
             .prefix("respite-proxy-")
@@ -390,6 +401,23 @@ impl Proxy {
         let log2 = log.try_clone().expect("clone log handle");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_respite"));
         die_with_parent(&mut cmd);
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe and reads only a struct
+            // on the child's stack; it runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n as libc::rlim_t,
+                        rlim_max: n as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd.arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .args(args)

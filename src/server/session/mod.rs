@@ -833,6 +833,9 @@ impl Session {
         }
         if self.pinned.is_none() {
             self.pin(req);
+            if let Some(flow) = self.refused_pin(alloc) {
+                return flow;
+            }
         }
         let conn = match &mut self.pinned {
             Some(p) => {
@@ -862,6 +865,9 @@ impl Session {
                 return Flow::Barrier;
             }
             self.pin(req);
+            if let Some(flow) = self.refused_pin(alloc) {
+                return flow;
+            }
         }
         let conn = match &mut self.pinned {
             Some(p) => {
@@ -925,6 +931,17 @@ impl Session {
             queued_db: None,
             passthrough: false,
         });
+    }
+
+    /// The connection just pinned was refused (`upstream.max_pinned_connections`
+    /// are open): unpin it, and the request that needed it gets Redis's
+    /// answer to a client over `maxclients`.
+    fn refused_pin(&mut self, alloc: &mut Alloc) -> Option<Flow> {
+        if !self.pinned.as_ref().is_some_and(|p| p.conn.is_refused()) {
+            return None;
+        }
+        self.pinned = None;
+        Some(self.reply_error(alloc, crate::upstream::MAX_CLIENTS_REACHED))
     }
 
     /// Give a clean pinned connection back once nothing is in flight on it.

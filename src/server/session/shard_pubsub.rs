@@ -131,10 +131,14 @@ impl Session {
         let shard = self.shard.get_or_insert_with(Default::default);
         if subscribe {
             if let Some(first) = channels.first() {
-                let slot = key_slot(first);
+                let conn = self.shard_conn_for_slot(key_slot(first), None);
+                if conn.is_refused() {
+                    // upstream.max_pinned_connections are open.
+                    return self.reply_error(alloc, crate::upstream::MAX_CLIENTS_REACHED);
+                }
+                let shard = self.shard.get_or_insert_with(Default::default);
                 shard.channels.extend(channels.iter().cloned());
                 shard.in_flight.extend(channels.iter().cloned());
-                let conn = self.shard_conn_for_slot(slot, None);
                 self.push(&conn, req.raw, None, alloc);
                 return Flow::Next;
             }
