@@ -359,27 +359,55 @@ const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_millis
 /// it counts the failures not logged since the previous one.
 const ACCEPT_LOG_EVERY_MS: u64 = 5000;
 
+/// Lets one event through per period and counts the others (process-wide
+/// for `accept` failures, whichever worker meets them).
+#[derive(Debug)]
+struct LogLimiter {
+    /// Milliseconds (since `start`) before which nothing is let through.
+    next_ms: AtomicU64,
+    suppressed: AtomicU64,
+    every_ms: u64,
+}
+
+impl LogLimiter {
+    const fn new(every_ms: u64) -> Self {
+        LogLimiter {
+            next_ms: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+            every_ms,
+        }
+    }
+
+    /// At `now_ms`: `Some(events suppressed since the last one let through)`
+    /// if this one may be logged.
+    fn allow(&self, now_ms: u64) -> Option<u64> {
+        let next = self.next_ms.load(Ordering::Relaxed);
+        if now_ms < next
+            || self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now_ms + self.every_ms,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(self.suppressed.swap(0, Ordering::Relaxed))
+    }
+}
+
 /// Log a failed `accept`, at most once per [`ACCEPT_LOG_EVERY_MS`].
 fn accept_failed(e: &io::Error) {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    static NEXT_LOG_MS: AtomicU64 = AtomicU64::new(0);
-    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+    static LIMIT: LogLimiter = LogLimiter::new(ACCEPT_LOG_EVERY_MS);
     let now = START.get_or_init(Instant::now).elapsed().as_millis() as u64;
-    let next = NEXT_LOG_MS.load(Ordering::Relaxed);
-    if now < next
-        || NEXT_LOG_MS
-            .compare_exchange(
-                next,
-                now + ACCEPT_LOG_EVERY_MS,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .is_err()
-    {
-        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+    let Some(suppressed) = LIMIT.allow(now) else {
         return;
-    }
-    let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
+    };
     tracing::warn!(
         error = %e,
         not_logged_since = suppressed,
@@ -466,5 +494,22 @@ pub async fn drop_departed_nodes(ctx: Arc<Ctx>, topology: Arc<crate::cluster::to
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogLimiter;
+
+    #[test]
+    fn accept_errors_are_logged_once_per_period_with_a_count() {
+        let l = LogLimiter::new(5000);
+        assert_eq!(l.allow(0), Some(0));
+        // A flood: one failure per millisecond for 12 s, as a spinning
+        // accept loop on EMFILE would meet.
+        let logged: Vec<(u64, u64)> = (1..12_000)
+            .filter_map(|t| l.allow(t).map(|n| (t, n)))
+            .collect();
+        assert_eq!(logged, vec![(5000, 4999), (10_000, 4999)]);
     }
 }
