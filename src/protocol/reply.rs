@@ -3,13 +3,20 @@
 //!
 //! Resumable like the request parser: a reply of a million elements arriving
 //! over many reads is scanned once.
+//!
+//! Any nesting depth is accepted: Redis itself sends replies thousands of
+//! levels deep (a Lua script returning a self-referencing table is converted
+//! until Lua's stack runs out, about 8 000 levels of `*1`). The scan is
+//! iterative; its only state is one counter per open aggregate, and every
+//! level costs at least four bytes of reply (`*1\r\n`), so the memory it
+//! holds is bounded by the size of the reply, never by a depth limit.
 
 use super::request::{find_crlf, parse_int};
 use super::ProtocolError;
 
-/// Nesting deeper than this is refused (Redis never sends it; a broken or
-/// hostile upstream must not make us allocate without bound).
-const MAX_DEPTH: usize = 128;
+/// Above this many levels, the stack's memory is released once the reply
+/// is framed, so one deep reply does not pin it for the connection's life.
+const KEEP_LEVELS: usize = 64;
 
 #[derive(Debug, Default)]
 pub struct ReplyScanner {
@@ -69,9 +76,6 @@ impl ReplyScanner {
                 other => return Err(ProtocolError::unexpected_reply_byte(other)),
             }
             if children > 0 {
-                if self.stack.len() >= MAX_DEPTH {
-                    return Err(ProtocolError::new("reply nested too deeply"));
-                }
                 self.stack.push(children);
                 continue;
             }
@@ -81,6 +85,9 @@ impl ReplyScanner {
                     None => {
                         let len = self.pos;
                         self.pos = 0;
+                        if self.stack.capacity() > KEEP_LEVELS {
+                            self.stack = Vec::new();
+                        }
                         return Ok(Some(len));
                     }
                     Some(top) => {
@@ -150,6 +157,48 @@ mod tests {
     fn empty_attribute_annotates_next_value() {
         let reply = b"|0\r\n+OK\r\n";
         assert_eq!(ReplyScanner::new().scan(reply).unwrap(), Some(reply.len()));
+    }
+}
+
+/// Replies nested as deep as Redis nests them (and far deeper) are framed
+/// without recursion, and the stack is let go once they are.
+#[cfg(test)]
+mod deep {
+    use super::*;
+
+    /// What Redis 7.0 sends for `local a = {}; local b = {a}; a[1] = b;
+    /// return a`: `*1` levels until Lua's stack gives out, then an error.
+    fn self_referencing_table(levels: usize) -> Vec<u8> {
+        let mut r = b"*1\r\n".repeat(levels);
+        r.extend_from_slice(b"-ERR reached lua stack limit\r\n");
+        r
+    }
+
+    #[test]
+    fn frames_a_reply_deeper_than_redis_sends() {
+        for levels in [7_995, 1_000_000] {
+            let reply = self_referencing_table(levels);
+            let mut joined = reply.clone();
+            joined.extend_from_slice(b"+next\r\n");
+            let mut sc = ReplyScanner::new();
+            assert_eq!(sc.scan(&joined).unwrap(), Some(reply.len()), "{levels}");
+            assert_eq!(sc.stack.capacity(), 0, "stack kept after a deep reply");
+            assert_eq!(sc.scan(&joined[reply.len()..]).unwrap(), Some(7));
+        }
+    }
+
+    #[test]
+    fn deep_reply_in_small_reads() {
+        let mut reply = self_referencing_table(20_000);
+        // Wider levels too: maps and sets whose last member goes deeper.
+        for _ in 0..5_000 {
+            reply.splice(0..0, b"%1\r\n+k\r\n~2\r\n:1\r\n".iter().copied());
+        }
+        let mut sc = ReplyScanner::new();
+        for end in (0..reply.len()).step_by(61) {
+            assert_eq!(sc.scan(&reply[..end]).unwrap(), None, "at {end}");
+        }
+        assert_eq!(sc.scan(&reply).unwrap(), Some(reply.len()));
     }
 }
 

@@ -164,8 +164,10 @@ fn decode_at(buf: &[u8], pos: &mut usize, depth: usize) -> Result<Option<Value>,
                 }
             }
             if t == b'|' {
-                // An attribute annotates the value that follows; keep the value.
-                return decode_at(buf, pos, depth);
+                // An attribute annotates the value that follows; keep the
+                // value. One level deeper, so a chain of attributes stays
+                // within MAX_DEPTH like any nesting.
+                return decode_at(buf, pos, depth + 1);
             }
             return Ok(Some(if pairs {
                 let mut map = Vec::with_capacity(items.len() / 2);
@@ -266,5 +268,9 @@ mod tests {
         assert_eq!(Value::decode(b"$9000000000000000000\r\n").unwrap(), None);
         let deep = "*1\r\n".repeat(MAX_DEPTH + 2) + ":1\r\n";
         assert!(Value::decode(deep.as_bytes()).is_err());
+        // Attributes chained without end recurse too: bounded the same way
+        // (this once overflowed the stack).
+        let chain = "|0\r\n".repeat(1_000_000) + ":1\r\n";
+        assert!(Value::decode(chain.as_bytes()).is_err());
     }
 }

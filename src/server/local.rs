@@ -414,15 +414,22 @@ fn client(ctx: &Ctx, st: &mut State, req: &Req, out: &mut BytesMut) -> Effect {
             }
         }
         "info" if argc == 2 => {
-            let line = st.meta.info_line(&st.user);
+            let line = st.meta.info_line();
             encode::verbatim(out, st.proto, line.as_bytes());
         }
-        "list" => {
-            let mut text = String::new();
-            for c in ctx.clients.iter() {
-                text.push_str(&c.value().info_line("default"));
-            }
-            encode::verbatim(out, st.proto, text.as_bytes());
+        "list" => super::clients::list(&ctx.clients, req, st.proto, out),
+        // A client with tracking on holds a pinned connection, which answers
+        // these two (see `Session::handle_passthrough`); here tracking is off.
+        "getredir" if argc == 2 => encode::int(out, -1),
+        "trackinginfo" if argc == 2 => super::clients::tracking_off(st.proto, out),
+        "help" if argc == 2 => super::clients::help(out),
+        "tracking" if tracking_redirects(req) => {
+            // Redis would take the id for one of its own connections (respite's
+            // ids are not Redis's) and send invalidations to a stranger.
+            encode::error(
+                out,
+                "ERR CLIENT TRACKING REDIRECT is not supported by respite: use RESP3 (HELLO 3) to receive invalidations on the same connection",
+            );
         }
         "no-evict" | "no-touch" if argc == 3 => {
             let v = req.arg(2);
@@ -440,9 +447,8 @@ fn client(ctx: &Ctx, st: &mut State, req: &Req, out: &mut BytesMut) -> Effect {
                 &format!("ERR CLIENT {} is not supported by respite: it would act on connections shared by many clients", sub.to_ascii_uppercase()),
             );
         }
-        "id" | "getname" | "setname" | "info" | "no-evict" | "no-touch" | "setinfo" => {
-            arity(out, &format!("client|{sub}"))
-        }
+        "id" | "getname" | "setname" | "info" | "no-evict" | "no-touch" | "setinfo"
+        | "getredir" | "trackinginfo" | "help" => arity(out, &format!("client|{sub}")),
         _ => {
             let sub = String::from_utf8_lossy(req.arg(1));
             encode::error(
@@ -452,6 +458,24 @@ fn client(ctx: &Ctx, st: &mut State, req: &Req, out: &mut BytesMut) -> Effect {
         }
     }
     Effect::None
+}
+
+/// Whether `CLIENT TRACKING ...` has a `REDIRECT` option (a prefix that
+/// happens to be called "redirect" is not one).
+fn tracking_redirects(req: &Req) -> bool {
+    let mut i = 3;
+    while i < req.argc() {
+        let a = req.arg(i);
+        if a.eq_ignore_ascii_case(b"redirect") {
+            return true;
+        }
+        i += if a.eq_ignore_ascii_case(b"prefix") {
+            2
+        } else {
+            1
+        };
+    }
+    false
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 //! requests ride on, live on the same thread, so the hot path has no
 //! cross-thread wake-ups.
 
+pub mod clients;
+pub mod command_names;
 pub mod fds;
 pub mod local;
 pub mod replies;
@@ -202,29 +204,8 @@ pub struct ClientMeta {
     pub name: Mutex<Option<Bytes>>,
     pub db: AtomicU32,
     pub resp: AtomicU8,
-}
-
-impl ClientMeta {
-    /// One line in Redis's `CLIENT INFO` format (fields a proxy cannot know are 0).
-    pub fn info_line(&self, user: &str) -> String {
-        let name = self
-            .name
-            .lock()
-            .as_ref()
-            .map(|n| String::from_utf8_lossy(n).into_owned())
-            .unwrap_or_default();
-        format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle=0 flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=client|info user={} redir=-1 resp={}\n",
-            self.id,
-            self.addr,
-            self.laddr,
-            name,
-            self.created.elapsed().as_secs(),
-            self.db.load(Ordering::Relaxed),
-            user,
-            self.resp.load(Ordering::Relaxed),
-        )
-    }
+    /// What `CLIENT LIST` shows of the client's work (see `clients.rs`).
+    pub activity: clients::Activity,
 }
 
 /// A running proxy: worker threads serving clients.
@@ -444,6 +425,7 @@ fn accept(
         name: Mutex::new(None),
         db: AtomicU32::new(0),
         resp: AtomicU8::new(2),
+        activity: Default::default(),
     });
     ctx.clients.insert(id, meta.clone());
     ctx.metrics

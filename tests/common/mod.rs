@@ -669,53 +669,71 @@ fn parse_len(buf: &[u8], start: usize, end: usize) -> Result<i64, String> {
 
 /// Scans one RESP2/RESP3 frame starting at `pos`.
 /// `Ok(Some(end))`: a complete frame spans `pos..end`; `Ok(None)`: more bytes
-/// are needed; `Err`: the bytes are not RESP.
+/// are needed; `Err`: the bytes are not RESP. Iterative: Redis sends replies
+/// thousands of levels deep (a Lua script returning a self-referencing table).
 pub fn scan_frame(buf: &[u8], pos: usize) -> Result<Option<usize>, String> {
-    if pos >= buf.len() {
-        return Ok(None);
-    }
-    let Some(end) = line_end(buf, pos) else {
-        return Ok(None);
-    };
-    match buf[pos] {
-        b'+' | b'-' | b':' | b',' | b'(' | b'#' | b'_' => Ok(Some(end)),
-        b'$' | b'!' | b'=' => {
-            let n = parse_len(buf, pos + 1, end)?;
-            if n < 0 {
-                return Ok(Some(end));
-            }
-            let stop = end + n as usize + 2;
-            if buf.len() < stop {
-                return Ok(None);
-            }
-            if &buf[stop - 2..stop] != b"\r\n" {
-                return Err(format!("bulk at byte {pos} not terminated by CRLF"));
-            }
-            Ok(Some(stop))
+    // Elements still expected by each open aggregate.
+    let mut open: Vec<i64> = Vec::new();
+    let mut p = pos;
+    loop {
+        if p >= buf.len() {
+            return Ok(None);
         }
-        t @ (b'*' | b'~' | b'>' | b'%' | b'|') => {
-            let n = parse_len(buf, pos + 1, end)?;
-            if n < 0 {
-                return Ok(Some(end));
-            }
-            let elems = if t == b'%' || t == b'|' { 2 * n } else { n };
-            let mut p = end;
-            for _ in 0..elems {
-                match scan_frame(buf, p)? {
-                    Some(e) => p = e,
-                    None => return Ok(None),
+        let Some(end) = line_end(buf, p) else {
+            return Ok(None);
+        };
+        let mut children = 0;
+        match buf[p] {
+            b'+' | b'-' | b':' | b',' | b'(' | b'#' | b'_' => p = end,
+            b'$' | b'!' | b'=' => {
+                let n = parse_len(buf, p + 1, end)?;
+                if n < 0 {
+                    p = end;
+                } else {
+                    let stop = end + n as usize + 2;
+                    if buf.len() < stop {
+                        return Ok(None);
+                    }
+                    if &buf[stop - 2..stop] != b"\r\n" {
+                        return Err(format!("bulk at byte {p} not terminated by CRLF"));
+                    }
+                    p = stop;
                 }
             }
-            if t == b'|' {
+            t @ (b'*' | b'~' | b'>' | b'%' | b'|') => {
+                let n = parse_len(buf, p + 1, end)?;
+                p = end;
+                if n > 0 {
+                    children = if t == b'%' || t == b'|' { 2 * n } else { n };
+                }
                 // An attribute decorates the frame that follows it.
-                return scan_frame(buf, p);
+                if t == b'|' && n >= 0 {
+                    children += 1;
+                }
             }
-            Ok(Some(p))
+            other => {
+                return Err(format!(
+                    "unknown RESP type byte {:?} at byte {p}",
+                    other as char
+                ))
+            }
         }
-        other => Err(format!(
-            "unknown RESP type byte {:?} at byte {pos}",
-            other as char
-        )),
+        if children > 0 {
+            open.push(children);
+            continue;
+        }
+        loop {
+            match open.last_mut() {
+                None => return Ok(Some(p)),
+                Some(left) => {
+                    *left -= 1;
+                    if *left > 0 {
+                        break;
+                    }
+                    open.pop();
+                }
+            }
+        }
     }
 }
 

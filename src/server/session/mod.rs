@@ -140,6 +140,8 @@ pub struct State {
     pub authed: bool,
     pub user: Arc<str>,
     pub meta: Arc<ClientMeta>,
+    /// The last command named in `meta` (`CLIENT LIST`'s `cmd=`).
+    pub last_cmd: super::clients::LastCmd,
 }
 
 pub struct Session {
@@ -226,6 +228,7 @@ impl Session {
                 authed,
                 user: "default".into(),
                 meta,
+                last_cmd: Default::default(),
             },
             ctx,
             worker,
@@ -281,6 +284,12 @@ impl Session {
             let mut upstream_failed = false;
             // The sink may hold the stats shard's lock: it must not live across an await.
             let shard = &mut self.shard;
+            // Pub/sub confirmations tell CLIENT LIST the subscription counts.
+            let subscribed = self
+                .pinned
+                .as_ref()
+                .is_some_and(|p| p.passthrough)
+                .then_some((&self.st.meta.activity, self.st.proto));
             let drained = {
                 let mut stats = self.stats.as_deref_mut().map(|s| s.sink());
                 let d = self.queue.drain(&waker, |b, after| {
@@ -288,6 +297,9 @@ impl Session {
                         if s.intercept(&b, &ctx.config.upstream) {
                             return;
                         }
+                    }
+                    if let Some((a, proto)) = subscribed {
+                        a.pubsub_frame(proto, &b);
                     }
                     if let Some(s) = &mut stats {
                         s.reply(&b);
@@ -527,6 +539,7 @@ impl Session {
 
     /// Handle every complete request in the read buffer.
     fn process_input(&mut self) {
+        self.st.meta.activity.touch(self.st.meta.created);
         if let Some(s) = &self.ctx.sentinel {
             let gen = s.generation();
             if gen != self.node_gen {
@@ -640,6 +653,7 @@ impl Session {
 
     /// Route one request.
     fn handle(&mut self, req: &Req, alloc: &mut Alloc) -> Flow {
+        self.st.last_cmd.note(&self.st.meta, req);
         let spec = command::lookup(req.arg(0));
         if !self.st.authed
             && !matches!(
@@ -759,6 +773,19 @@ impl Session {
                     p.conn.close();
                 }
                 self.local(Local::Reset, req, alloc)
+            }
+            // Tracking state lives on the pinned connection: Redis answers.
+            Kind::Local(Local::Client)
+                if req.argc() == 2
+                    && (req.arg(1).eq_ignore_ascii_case(b"trackinginfo")
+                        || req.arg(1).eq_ignore_ascii_case(b"getredir")) =>
+            {
+                let conn = match &self.pinned {
+                    Some(p) => p.conn.clone(),
+                    None => return Flow::Next,
+                };
+                self.push(&conn, req.raw, None, alloc);
+                Flow::Next
             }
             Kind::Local(
                 l @ (Local::Quit | Local::Auth | Local::Hello | Local::Client | Local::Select),
@@ -1119,6 +1146,13 @@ impl Session {
         Metrics::add(&self.ctx.metrics.commands_local, 1);
         let mut out = std::mem::take(&mut self.scratch);
         let effect = local::run(&self.ctx, &mut self.st, l, req, &mut out);
+        if matches!(l, Local::Auth | Local::Hello | Local::Reset) {
+            self.st.meta.activity.set_user(&self.st.user);
+        }
+        if l == Local::Reset {
+            // RESET leaves every subscription (the pinned connection goes).
+            self.st.meta.activity.reset_pubsub();
+        }
         let reply = out.split().freeze();
         self.scratch = out;
         match effect {
