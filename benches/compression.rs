@@ -22,11 +22,17 @@ fn compressor() -> std::sync::Arc<Compressor> {
         min_size: 1024,
         exclude: vec![],
         max_decompressed_bytes: 512 << 20,
+        secret: Some(respite::config::Secret(
+            "benchmark-secret-0123456789".into(),
+        )),
+        previous_secrets: vec![],
+        accept_v1_envelopes: false,
     })
     .expect("enabled")
 }
 
 fn envelope_bench(c: &mut Criterion) {
+    let seal = compressor().seal.clone();
     let mut g = c.benchmark_group("envelope");
     for size in [1024usize, 4096, 32 * 1024] {
         // 256 different documents, like examples/json_load.rs: with only 16 the
@@ -36,20 +42,20 @@ fn envelope_bench(c: &mut Criterion) {
         let total: usize = docs.iter().map(|d| d.len()).sum();
         let packed: Vec<Vec<u8>> = docs
             .iter()
-            .map(|d| envelope::pack(d, 1024).expect("compressible"))
+            .map(|d| envelope::pack(d, 1024, &seal).expect("compressible"))
             .collect();
         g.throughput(Throughput::Bytes(total as u64));
         g.bench_function(format!("compress_{}k", size / 1024), |b| {
             b.iter(|| {
                 for d in &docs {
-                    black_box(envelope::pack(black_box(d), 1024));
+                    black_box(envelope::pack(black_box(d), 1024, &seal));
                 }
             })
         });
         g.bench_function(format!("restore_{}k", size / 1024), |b| {
             b.iter(|| {
                 for p in &packed {
-                    black_box(envelope::unpack(black_box(p), 512 << 20).ok());
+                    black_box(envelope::unpack(black_box(p), 512 << 20, &seal).ok());
                 }
             })
         });
@@ -61,7 +67,7 @@ fn data_path(c: &mut Criterion) {
     let comp = compressor();
     let m = Metrics::default();
     let doc = jsongen::value(42, 4096);
-    let packed = envelope::pack(&doc, 1024).expect("compressible");
+    let packed = envelope::pack(&doc, 1024, &comp.seal).expect("compressible");
     let mut reply = format!("${}\r\n", packed.len()).into_bytes();
     reply.extend_from_slice(&packed);
     reply.extend_from_slice(b"\r\n");

@@ -27,6 +27,8 @@ pub const ENV_UPSTREAM_PASSWORD: &str = "RESPITE_UPSTREAM_PASSWORD";
 pub const ENV_UPSTREAM_USERNAME: &str = "RESPITE_UPSTREAM_USERNAME";
 /// Password the proxy uses towards the sentinels.
 pub const ENV_SENTINEL_PASSWORD: &str = "RESPITE_SENTINEL_PASSWORD";
+/// Key of the compression envelopes' tags.
+pub const ENV_COMPRESSION_SECRET: &str = "RESPITE_COMPRESSION_SECRET";
 
 const AFTER_HELP: &str = "\
 Secrets are read from the environment only (never from flags, which other users can see):
@@ -34,6 +36,7 @@ Secrets are read from the environment only (never from flags, which other users 
   RESPITE_UPSTREAM_USERNAME  username the proxy uses towards Redis
   RESPITE_UPSTREAM_PASSWORD  password the proxy uses towards Redis
   RESPITE_SENTINEL_PASSWORD  password the proxy uses towards the sentinels
+  RESPITE_COMPRESSION_SECRET key of the compression envelopes' tags
 An empty environment variable counts as unset.";
 
 /// respite's command line.
@@ -102,6 +105,8 @@ pub struct Secrets {
     pub upstream_password: Option<Secret>,
     /// `RESPITE_SENTINEL_PASSWORD`
     pub sentinel_password: Option<Secret>,
+    /// `RESPITE_COMPRESSION_SECRET`
+    pub compression_secret: Option<Secret>,
     /// Names of the variables above that were set but not valid UTF-8;
     /// `config::load` reports them instead of silently ignoring a password.
     pub not_unicode: Vec<&'static str>,
@@ -129,11 +134,13 @@ impl Secrets {
         let upstream_username = get(ENV_UPSTREAM_USERNAME);
         let upstream_password = get(ENV_UPSTREAM_PASSWORD).map(Secret);
         let sentinel_password = get(ENV_SENTINEL_PASSWORD).map(Secret);
+        let compression_secret = get(ENV_COMPRESSION_SECRET).map(Secret);
         Secrets {
             password,
             upstream_username,
             upstream_password,
             sentinel_password,
+            compression_secret,
             not_unicode,
         }
     }

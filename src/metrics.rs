@@ -23,6 +23,7 @@ pub const COMPRESS_RATIO: &str = "respite_compression_ratio";
 pub const COMPRESS_RESTORES: &str = "respite_compression_values_restored_total";
 pub const COMPRESS_ERRORS: &str = "respite_compression_errors_total";
 pub const COMPRESS_BYTE_OPS: &str = "respite_compression_byte_ops_emulated_total";
+pub const COMPRESS_UNTRUSTED: &str = "respite_compression_untrusted_total";
 pub const TAG_COMMANDS: &str = "respite_tag_commands_total";
 pub const TAG_KEYS_INVALIDATED: &str = "respite_tag_keys_invalidated_total";
 pub const TAG_SWEEP_REMOVED: &str = "respite_tag_sweep_removed_total";
@@ -65,6 +66,9 @@ pub struct Metrics {
     pub compress_errors: AtomicU64,
     /// Byte-level commands answered on a compressed value (read, restore, answer).
     pub compress_byte_ops: AtomicU64,
+    /// Values read that begin with the magic but are not an envelope respite
+    /// trusts (tag does not verify): passed on as stored.
+    pub compress_untrusted: AtomicU64,
     /// TAGSET, TAGADD, TAGINVAL, TAGKEYS, TAGSOF requests.
     pub tag_commands: AtomicU64,
     /// Keys deleted by TAGINVAL.

@@ -167,56 +167,81 @@ fn magic_prefixed_and_foreign_values_read_back_exactly() {
     }
 }
 
-/// Acceptance 4: a corrupt envelope and one claiming 4 GB, written straight
-/// to Redis, are error replies naming the key; nothing large is allocated;
-/// the connection stays usable.
+/// Issue 16: bytes that look like an envelope (corrupt, claiming 4 GB, an
+/// unknown codec, consistent but untagged), written straight to Redis, read
+/// back through the proxy exactly as Redis stores them; nothing large is
+/// allocated.
 #[test]
-fn bad_envelopes_are_errors_naming_the_key() {
+fn planted_envelopes_read_back_as_stored() {
     let r = RedisServer::start();
     let (p, _d) = cmp::proxy_with(&r.addr(), &cmp::on(64), &[]);
     let mut raw = r.conn();
     let corrupt = [&MAGIC[..], &[1, 1, 100, 0, 0, 0], &[0xff; 40]].concat();
     let huge = [&MAGIC[..], &[1, 1, 0xff, 0xff, 0xff, 0xff], b"tiny payload"].concat();
     let bad_codec = [&MAGIC[..], &[1, 9, 1, 0, 0, 0, b'x']].concat();
-    raw.cmd(&[b"SET", b"bad:corrupt", &corrupt]);
-    raw.cmd(&[b"SET", b"bad:huge", &huge]);
-    raw.cmd(&[b"SET", b"bad:codec", &bad_codec]);
-    raw.cmd(&[b"HSET", b"bad:hash", b"f", &huge]);
+    let consistent = [&MAGIC[..], &[1, 0, 5, 0, 0, 0], b"hello"].concat();
+    let forged = [&MAGIC[..], &[2, 1, 0, 0, 0, 8], &[7; 8], b"tiny payload"].concat();
+    for (k, v) in [
+        ("bad:corrupt", &corrupt),
+        ("bad:huge", &huge),
+        ("bad:codec", &bad_codec),
+        ("bad:consistent", &consistent),
+        ("bad:forged", &forged),
+    ] {
+        raw.cmd(&[b"SET", k.as_bytes(), v]);
+        raw.cmd(&[b"HSET", b"bad:hash", k.as_bytes(), v]);
+    }
     raw.cmd(&[b"SET", b"good", b"fine"]);
     let rss_before = p.rss_kb();
     for proto in ["2", "3"] {
         let mut c = p.conn();
         hello(&mut c, proto);
-        for (cmd, key) in [
-            (vec![&b"GET"[..], b"bad:corrupt"], "bad:corrupt"),
-            (vec![&b"GET"[..], b"bad:huge"], "bad:huge"),
-            (vec![&b"GET"[..], b"bad:codec"], "bad:codec"),
-            (vec![&b"MGET"[..], b"good", b"bad:huge"], "bad:huge"),
-            (vec![&b"HGET"[..], b"bad:hash", b"f"], "bad:hash"),
-            (vec![&b"HGETALL"[..], b"bad:hash"], "bad:hash"),
-            (vec![&b"STRLEN"[..], b"bad:huge"], "bad:huge"),
-            (vec![&b"APPEND"[..], b"bad:corrupt", b"x"], "bad:corrupt"),
+        hello(&mut raw, proto);
+        for k in [
+            "bad:corrupt",
+            "bad:huge",
+            "bad:codec",
+            "bad:consistent",
+            "bad:forged",
         ] {
-            let reply = c.cmd(&cmd);
-            let text = String::from_utf8_lossy(&reply);
-            assert!(reply.starts_with(b"-ERR "), "{cmd:?}: {text}");
-            assert!(text.contains(&format!("'{key}'")), "{text}");
-            assert_eq!(
-                reply.iter().filter(|&&b| b == b'\r' || b == b'\n').count(),
-                2,
-                "one line: {text}"
-            );
-            assert_eq!(c.cmd_str(&["GET", "good"]), b"$4\r\nfine\r\n");
+            for cmd in [
+                &["GET", k][..],
+                &["MGET", "good", k],
+                &["HGET", "bad:hash", k],
+                &["STRLEN", k],
+                &["GETRANGE", k, "2", "9"],
+            ] {
+                assert_eq!(
+                    escape(&c.cmd_str(cmd)),
+                    escape(&raw.cmd_str(cmd)),
+                    "RESP{proto} {cmd:?}"
+                );
+            }
         }
-        // Inside a transaction only that command's element is an error.
+        assert_eq!(
+            escape(&c.cmd_str(&["HGETALL", "bad:hash"])),
+            escape(&raw.cmd_str(&["HGETALL", "bad:hash"]))
+        );
         c.cmd_str(&["MULTI"]);
         c.cmd_str(&["GET", "bad:huge"]);
         c.cmd_str(&["GET", "good"]);
         let exec = c.cmd_str(&["EXEC"]);
-        let text = String::from_utf8_lossy(&exec);
-        assert!(text.starts_with("*2\r\n-ERR "), "{text}");
-        assert!(text.ends_with("$4\r\nfine\r\n"), "{text}");
+        let mut want = b"*2\r\n".to_vec();
+        want.extend(raw.cmd_str(&["GET", "bad:huge"]));
+        want.extend(raw.cmd_str(&["GET", "good"]));
+        assert_eq!(escape(&exec), escape(&want));
     }
+    // A byte-level write on one: Redis's answer, and the result reads back.
+    let mut c = p.conn();
+    assert_eq!(
+        c.cmd(&[b"APPEND", b"bad:corrupt", b"x"]),
+        format!(":{}\r\n", corrupt.len() + 1).into_bytes()
+    );
+    let appended = [&corrupt[..], b"x"].concat();
+    let mut want = format!("${}\r\n", appended.len()).into_bytes();
+    want.extend_from_slice(&appended);
+    want.extend_from_slice(b"\r\n");
+    assert_eq!(c.cmd(&[b"GET", b"bad:corrupt"]), want);
     // The 4 GB claim was never allocated (the stored value is unchanged).
     assert!(
         p.rss_kb() < rss_before + 100 * 1024,
@@ -224,6 +249,67 @@ fn bad_envelopes_are_errors_naming_the_key() {
         p.rss_kb()
     );
     assert_eq!(raw.cmd(&[b"GET", b"bad:huge"]).len(), huge.len() + 7);
+}
+
+/// Acceptance 4 (of issue 4), for the envelopes respite trusts: one that
+/// claims more than `max_decompressed_bytes` (written by a respite with a
+/// higher limit) is an error reply naming the key, one line, and inside a
+/// transaction only that command's element; the connection stays usable.
+#[test]
+fn trusted_envelopes_over_the_limit_are_errors_naming_the_key() {
+    let r = RedisServer::start();
+    let secret = "secret = \"limit-test-secret-0123456789\"\n";
+    let (big, _d1) = cmp::proxy_with(&r.addr(), &format!("{}{secret}", cmp::on(64)), &[]);
+    let (small, _d2) = cmp::proxy_with(
+        &r.addr(),
+        &format!(
+            "{}{secret}max_decompressed_bytes = 1048576\n[limits]\nmax_request_bytes = 1048576\n",
+            cmp::on(64)
+        ),
+        &[],
+    );
+    let v = jsongen::value(4, 60_000).repeat(20);
+    assert!(v.len() > 1 << 20);
+    let mut w = big.conn();
+    assert_eq!(w.cmd(&[b"SET", b"we\r\nird", &v]), b"+OK\r\n");
+    assert_eq!(w.cmd(&[b"HSET", b"bh", b"f", &v]), b":1\r\n");
+    w.cmd_str(&["SET", "good", "fine"]);
+    for proto in ["2", "3"] {
+        let mut c = small.conn();
+        hello(&mut c, proto);
+        for (cmd, key) in [
+            (vec![&b"GET"[..], b"we\r\nird"], "we??ird"),
+            (vec![&b"MGET"[..], b"good", b"we\r\nird"], "we??ird"),
+            (vec![&b"HGET"[..], b"bh", b"f"], "bh"),
+            (vec![&b"HGETALL"[..], b"bh"], "bh"),
+            (vec![&b"STRLEN"[..], b"we\r\nird"], "we??ird"),
+            (vec![&b"APPEND"[..], b"we\r\nird", b"x"], "we??ird"),
+        ] {
+            let reply = c.cmd(&cmd);
+            let text = String::from_utf8_lossy(&reply);
+            assert!(reply.starts_with(b"-ERR respite: "), "{cmd:?}: {text}");
+            assert!(text.contains(&format!("'{key}'")), "{text}");
+            assert!(text.contains("max_decompressed_bytes"), "{text}");
+            assert_eq!(
+                reply.iter().filter(|&&b| b == b'\r' || b == b'\n').count(),
+                2,
+                "one line: {text}"
+            );
+            assert_eq!(c.cmd_str(&["GET", "good"]), b"$4\r\nfine\r\n");
+        }
+        c.cmd_str(&["MULTI"]);
+        c.cmd(&[b"GET", b"we\r\nird"]);
+        c.cmd_str(&["GET", "good"]);
+        let exec = c.cmd_str(&["EXEC"]);
+        let text = String::from_utf8_lossy(&exec);
+        assert!(text.starts_with("*2\r\n-ERR respite: "), "{text}");
+        assert!(text.ends_with("$4\r\nfine\r\n"), "{text}");
+    }
+    // The value is intact for a respite that may restore it.
+    let mut want = format!("${}\r\n", v.len()).into_bytes();
+    want.extend_from_slice(&v);
+    want.extend_from_slice(b"\r\n");
+    assert_eq!(w.cmd(&[b"GET", b"we\r\nird"]), want);
 }
 
 /// Acceptance 5: byte-level commands on compressed values answer as Redis

@@ -112,6 +112,11 @@ impl AdminState for ProxyAdmin {
             get(&mt.compress_byte_ops),
         );
         w.counter(
+            m::COMPRESS_UNTRUSTED,
+            "Values read that begin with the compression magic but whose tag does not verify, passed on as stored.",
+            get(&mt.compress_untrusted),
+        );
+        w.counter(
             m::TAG_COMMANDS,
             "Tag commands (TAGSET, TAGADD, TAGINVAL, TAGKEYS, TAGSOF) received.",
             get(&mt.tag_commands),

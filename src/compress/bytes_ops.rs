@@ -19,7 +19,7 @@
 //! The copies live next to the key: same hash tag, so the same cluster slot.
 
 use super::envelope::{self, MAGIC};
-use super::restore::{restore_error_text, GUARD_MARKER};
+use super::restore::{restore_error_text, GUARD_MARKER, MAGIC_MARKER};
 use super::table::ByteCmd;
 use super::{show_key, Compressor};
 use crate::metrics::Metrics;
@@ -30,17 +30,181 @@ use crate::upstream::call::call;
 use crate::upstream::conn::Conn;
 use bytes::{Bytes, BytesMut};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
-/// Runs the command only when none of the first `ARGV[2]` keys holds a
-/// string starting with the magic (`ARGV[1]`); the command is `ARGV[3..]`.
-const GUARD: &str = "\
+/// The SHA1 of [`GUARD`], once a server answered `SCRIPT LOAD` with it.
+static GUARD_SHA: OnceLock<Bytes> = OnceLock::new();
+
+/// Runs a byte-level writer natively, atomically, unless that would be wrong:
+///
+/// - one of the first `ARGV[2]` keys holds a string starting with the magic
+///   (`ARGV[1]`): answers `RESPITE-COMPRESSED` and changes nothing;
+/// - when `ARGV[3]` is `1`, the command would leave the last key (its
+///   destination) starting with the magic, bytes that must be stored as a
+///   raw envelope to read back exactly: the command runs and the result is
+///   replaced by the envelope `ARGV[4]`, which respite built for the one
+///   result it can know in advance (`APPEND`, `SETRANGE`: the value's length
+///   before is between `ARGV[5]` and `ARGV[6]`; `ARGV[7]` is the header
+///   length); otherwise it answers `RESPITE-MAGIC` and changes nothing.
+///
+/// Whether the first 3 bytes become the magic is computed from the first 3
+/// bytes before (`APPEND`, `SETRANGE`, `SETBIT`, `BITOP`); `BITFIELD` runs,
+/// and is undone when they did (its written ranges are saved before). An
+/// unparsable argument predicts nothing: Redis then refuses the command.
+/// The command is `ARGV[8..]`.
+const GUARD: &str = r"
+local magic = ARGV[1]
+-- The type and first 3 bytes of each key looked at, read once.
+local seen = {}
+local function look(k)
+  local s = seen[k]
+  if not s then
+    s = {t = redis.call('TYPE', k)['ok'], p = ''}
+    if s.t == 'string' then s.p = redis.call('GETRANGE', k, 0, 2) end
+    seen[k] = s
+  end
+  return s
+end
 for i = 1, tonumber(ARGV[2]) do
-  local k = KEYS[i]
-  if redis.call('TYPE', k)['ok'] == 'string' and redis.call('GETRANGE', k, 0, 2) == ARGV[1] then
-    return {ok='RESPITE-COMPRESSED'}
+  local s = look(KEYS[i])
+  if s.t == 'string' and s.p == magic then return {ok='RESPITE-COMPRESSED'} end
+end
+local function run() return redis.pcall(unpack(ARGV, 8)) end
+if ARGV[3] ~= '1' then return run() end
+local dest = KEYS[#KEYS]
+-- The first 3 bytes of a string (or missing: '') key; nil for other types.
+local function str(k)
+  local s = look(k)
+  if s.t == 'string' or s.t == 'none' then return s.p end
+end
+-- The length of a string key whose first 3 bytes are p.
+local function len(k, p)
+  if #p < 3 then return #p end
+  return redis.call('STRLEN', k)
+end
+local function int(a)
+  local n = tonumber(a)
+  if n and n == math.floor(n) then return n end
+end
+local cmd = string.lower(ARGV[8])
+local hit = false
+if cmd == 'append' then
+  local p = str(dest)
+  hit = p ~= nil and #p < 3 and string.sub(p .. string.sub(ARGV[10], 1, 3), 1, 3) == magic
+elseif cmd == 'setrange' then
+  local p = str(dest)
+  local off, v = int(ARGV[10]), ARGV[11]
+  if p and off and off >= 0 and off < 3 and #v > 0 then
+    if #p < off then p = p .. string.rep('\0', off - #p) end
+    local r = string.sub(p, 1, off) .. string.sub(v, 1, 3) .. string.sub(p, off + #v + 1)
+    hit = string.sub(r, 1, 3) == magic
+  end
+elseif cmd == 'setbit' then
+  local p = str(dest)
+  local off, b = int(ARGV[10]), ARGV[11]
+  if p and off and off >= 0 and off < 24 and (b == '0' or b == '1') then
+    local at = math.floor(off / 8)
+    if #p == 3 or at == 2 then
+      p = p .. string.rep('\0', 3 - #p)
+      local c = string.byte(p, at + 1)
+      local mask = 2 ^ (7 - off % 8)
+      local set = math.floor(c / mask) % 2 == 1
+      if b == '1' and not set then c = c + mask elseif b == '0' and set then c = c - mask end
+      hit = string.sub(p, 1, at) .. string.char(c) .. string.sub(p, at + 2) == magic
+    end
+  end
+elseif cmd == 'bitop' then
+  local op = string.lower(ARGV[9])
+  local srcs, long, ok = {}, false, true
+  for i = 11, #ARGV do
+    local p = str(ARGV[i])
+    if not p then ok = false break end
+    srcs[#srcs + 1] = p
+    if #p == 3 then long = true end
+  end
+  if ok and long then
+    if op == 'and' or op == 'or' or op == 'xor' or (op == 'not' and #srcs == 1) then
+      local r = ''
+      for j = 1, 3 do
+        local acc = nil
+        for s = 1, #srcs do
+          local c = string.byte(srcs[s], j) or 0
+          if acc == nil then acc = c
+          elseif op == 'and' then acc = bit.band(acc, c)
+          elseif op == 'or' then acc = bit.bor(acc, c)
+          else acc = bit.bxor(acc, c) end
+        end
+        if op == 'not' then acc = bit.band(bit.bnot(acc), 255) end
+        r = r .. string.char(acc)
+      end
+      hit = r == magic
+    elseif op == 'diff' or op == 'diff1' or op == 'andor' or op == 'one' then
+      hit = true
+    end
+  end
+elseif cmd == 'bitfield' then
+  local p = str(dest)
+  if p then
+    -- Byte ranges the writes touch; does one of them reach the first 3 bytes?
+    local ranges, low, i = {}, false, 10
+    while i <= #ARGV do
+      local sub = string.lower(ARGV[i])
+      if sub == 'get' then i = i + 3
+      elseif sub == 'overflow' then i = i + 2
+      elseif (sub == 'set' or sub == 'incrby') and ARGV[i + 2] then
+        local bits = int(string.sub(ARGV[i + 1], 2))
+        local off, o = ARGV[i + 2], nil
+        if string.sub(off, 1, 1) == '#' then
+          local k = int(string.sub(off, 2))
+          if k and bits then o = k * bits end
+        else o = int(off) end
+        if bits and o and o >= 0 and bits > 0 then
+          ranges[#ranges + 1] = {math.floor(o / 8), math.floor((o + bits - 1) / 8)}
+          if o < 24 then low = true end
+        end
+        i = i + 4
+      else break end
+    end
+    if low then
+      local existed = look(dest).t ~= 'none'
+      local n = len(dest, p)
+      for _, rg in ipairs(ranges) do rg[3] = redis.call('GETRANGE', dest, rg[1], rg[2]) end
+      local r = run()
+      if type(r) == 'table' and r.err then return r end
+      if redis.call('GETRANGE', dest, 0, 2) ~= magic then return r end
+      -- Undo: the written ranges as they were, nothing past the old length.
+      if not existed then
+        redis.call('DEL', dest)
+      else
+        for _, rg in ipairs(ranges) do
+          if #rg[3] > 0 then redis.call('SETRANGE', dest, rg[1], rg[3]) end
+        end
+        if redis.call('STRLEN', dest) > n then
+          local keep = ''
+          if n > 0 then keep = redis.call('GETRANGE', dest, 0, n - 1) end
+          redis.call('SET', dest, keep, 'KEEPTTL')
+        end
+      end
+      return {ok='RESPITE-MAGIC'}
+    end
   end
 end
-return redis.pcall(unpack(ARGV, 3))";
+if not hit then return run() end
+local cand = ARGV[4]
+if cand ~= '' then
+  local n = len(dest, str(dest))
+  if n >= tonumber(ARGV[5]) and n <= tonumber(ARGV[6]) then
+    local r = run()
+    if type(r) == 'table' and r.err then return r end
+    if redis.call('GET', dest) ~= string.sub(cand, tonumber(ARGV[7]) + 1) then
+      return redis.error_reply('ERR respite: the value of ' .. dest .. ' does not match its envelope')
+    end
+    redis.call('SET', dest, cand, 'KEEPTTL')
+    return r
+  end
+end
+return {ok='RESPITE-MAGIC'}
+";
 
 /// Stores `ARGV[4]` (or deletes, when `ARGV[3]` is `0`) at the last key when
 /// each of the first `ARGV[1]` keys still holds what was read: for key i,
@@ -185,10 +349,10 @@ async fn run_inner(
                 // answers on the copies instead.
                 None
             } else {
-                guarded(op, &args, conn).await?
+                guarded(op, &args, conn, c).await?
             }
         } else {
-            checked(op, &args, conn, c).await?
+            checked(op, &args, conn, c, m).await?
         };
         if let Some(reply) = fast {
             return Ok((reply, Outcome::Native));
@@ -218,29 +382,112 @@ fn wide_bitfield(args: &[&[u8]]) -> bool {
 }
 
 /// The guard script running `args` (see [`GUARD`]).
-pub fn guard_request(cmd: &ByteCmd, args: &[&[u8]]) -> Bytes {
+///
+/// With `sha` (the script's SHA1 as `SCRIPT LOAD` answered it) the request is
+/// an `EVALSHA`: the script is ~5 KB, which `EVAL` would send and Redis hash
+/// on every call.
+pub fn guard_request(cmd: &ByteCmd, args: &[&[u8]], c: &Compressor, sha: Option<&[u8]>) -> Bytes {
     let mut keys: Vec<&[u8]> = cmd.keys.iter().map(|&i| args[i]).collect();
     let checked = keys.len().to_string();
+    // An excluded destination keeps whatever bytes the command leaves.
+    let escape = cmd.dest.is_some_and(|d| !c.excluded(args[d]));
     if let Some(d) = cmd.dest {
         keys.push(args[d]);
     }
     let nkeys = keys.len().to_string();
-    let mut eval: Vec<&[u8]> = vec![b"EVAL", GUARD.as_bytes(), nkeys.as_bytes()];
+    let cand = if escape { candidate(args, c) } else { None };
+    let (lo, hi) = cand
+        .as_ref()
+        .map_or((String::new(), String::new()), |(_, lo, hi)| {
+            (lo.to_string(), hi.to_string())
+        });
+    let header = envelope::HEADER_LEN.to_string();
+    let mut eval: Vec<&[u8]> = match sha {
+        Some(sha) => vec![b"EVALSHA", sha, nkeys.as_bytes()],
+        None => vec![b"EVAL", GUARD.as_bytes(), nkeys.as_bytes()],
+    };
     eval.extend(keys);
     eval.push(&MAGIC);
     eval.push(checked.as_bytes());
+    eval.push(if escape { b"1" } else { b"0" });
+    eval.push(cand.as_ref().map_or(&[][..], |(e, _, _)| e));
+    eval.push(lo.as_bytes());
+    eval.push(hi.as_bytes());
+    eval.push(header.as_bytes());
     eval.extend_from_slice(args);
     command(&eval)
 }
 
-/// Writers' fast path: the guard script; `None` when a value is compressed.
-async fn guarded(op: &ByteOp, args: &[&[u8]], conn: &Conn) -> Result<Option<Bytes>, String> {
-    let reply = call(conn, &[guard_request(&op.cmd, args)])
-        .await
-        .map_err(|e| e.to_string())?
-        .pop()
-        .unwrap_or_default();
-    Ok((reply != GUARD_MARKER).then_some(reply))
+/// For `APPEND` and `SETRANGE` whose result may begin with the magic: the
+/// raw envelope of that result, and the range of the value's length before
+/// the command for which it is the result (see [`GUARD`]).
+///
+/// `APPEND k v` gives `MAGIC[..l] ++ v` when the value before is the first
+/// `l` bytes of the magic and `v` the rest of it; `SETRANGE k off v`
+/// (`off` < 3) gives `MAGIC[..off] ++ v` when the value before was at most
+/// `off + len(v)` long.
+fn candidate(args: &[&[u8]], c: &Compressor) -> Option<(Vec<u8>, usize, usize)> {
+    let (before, v, lo, hi) = if args[0].eq_ignore_ascii_case(b"append") {
+        let v = *args.get(2)?;
+        let l = (0..3).find(|&l| v.starts_with(&MAGIC[l..]))?;
+        (l, v, l, l)
+    } else if args[0].eq_ignore_ascii_case(b"setrange") {
+        let off = usize::try_from(parse_int(args.get(2)?)?).ok()?;
+        let v = *args.get(3)?;
+        if off >= 3 || !v.starts_with(&MAGIC[off..]) {
+            return None;
+        }
+        (off, v, off, off + v.len())
+    } else {
+        return None;
+    };
+    let mut value = Vec::with_capacity(before + v.len());
+    value.extend_from_slice(&MAGIC[..before]);
+    value.extend_from_slice(v);
+    Some((envelope::raw(&value, &c.seal), lo, hi))
+}
+
+/// Writers' fast path: the guard script; `None` when a value begins with the
+/// magic, or the result would and must be computed on a copy.
+async fn guarded(
+    op: &ByteOp,
+    args: &[&[u8]],
+    conn: &Conn,
+    c: &Compressor,
+) -> Result<Option<Bytes>, String> {
+    let reply = match GUARD_SHA.get() {
+        Some(sha) => {
+            let r = call(conn, &[guard_request(&op.cmd, args, c, Some(sha))])
+                .await
+                .map_err(|e| e.to_string())?
+                .pop()
+                .unwrap_or_default();
+            if r.starts_with(b"-NOSCRIPT") {
+                // A restarted or flushed server, or another cluster node:
+                // EVAL loads it there.
+                call(conn, &[guard_request(&op.cmd, args, c, None)])
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .pop()
+                    .unwrap_or_default()
+            } else {
+                r
+            }
+        }
+        None => {
+            let load = command(&[b"SCRIPT", b"LOAD", GUARD.as_bytes()]);
+            let mut rs = call(conn, &[load, guard_request(&op.cmd, args, c, None)])
+                .await
+                .map_err(|e| e.to_string())?;
+            let reply = rs.pop().unwrap_or_default();
+            // Not when SCRIPT is denied (ACL): EVAL every time then.
+            if let Some(Ok(Some(sha))) = rs.first().map(bulk) {
+                let _ = GUARD_SHA.set(sha);
+            }
+            reply
+        }
+    };
+    Ok((reply != GUARD_MARKER && reply != MAGIC_MARKER).then_some(reply))
 }
 
 /// Readers' fast path: prefixes and the command in one transaction; `None`
@@ -250,6 +497,7 @@ async fn checked(
     args: &[&[u8]],
     conn: &Conn,
     c: &Compressor,
+    m: &Metrics,
 ) -> Result<Option<Bytes>, String> {
     let mut reqs = vec![command(&[b"MULTI"])];
     for &k in &op.cmd.keys {
@@ -284,10 +532,12 @@ async fn checked(
                 if op.cmd.hash_field {
                     // HSTRLEN: the whole field came back; its length is the answer.
                     let key = args[op.cmd.keys[i]];
-                    let restored = envelope::unpack(&v, c.max_decompressed)
-                        .map_err(|e| restore_error_text(key, &e))?;
+                    let len = match c.unpack(&v, m).map_err(|e| restore_error_text(key, &e))? {
+                        Some(restored) => restored.len(),
+                        None => v.len(),
+                    };
                     let mut b = BytesMut::new();
-                    encode::int(&mut b, restored.len() as i64);
+                    encode::int(&mut b, len as i64);
                     return Ok(Some(b.freeze()));
                 }
             }
@@ -336,11 +586,9 @@ async fn emulate(
     for (k, s) in keys.iter().zip(&stored) {
         values.push(match s {
             Some(s) => Some(
-                match envelope::unpack(s, c.max_decompressed)
-                    .map_err(|e| restore_error_text(k, &e))?
-                {
-                    std::borrow::Cow::Borrowed(_) if !envelope::is_envelope(s) => s.clone(),
-                    v => Bytes::from(v.into_owned()),
+                match c.unpack(s, m).map_err(|e| restore_error_text(k, &e))? {
+                    Some(v) => Bytes::from(v.into_owned()),
+                    None => s.clone(),
                 },
             ),
             None => None,

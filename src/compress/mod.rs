@@ -1,7 +1,8 @@
 //! Transparent compression: values are lz4-compressed on their way into Redis
 //! and restored on their way out, so clients never see the difference.
 //!
-//! - [`envelope`]: the stored format (magic, version, codec, length, payload).
+//! - [`envelope`]: the stored format (magic, version, codec, length, tag,
+//!   payload) and which stored values respite trusts as its own.
 //! - [`glob`]: `compression.exclude` key patterns, with Redis's glob semantics.
 //! - [`table`]: which commands write values, which replies carry them, which
 //!   commands look at a value's bytes.
@@ -23,6 +24,8 @@ pub mod table;
 
 use crate::config::CompressionConfig;
 use crate::metrics::Metrics;
+use envelope::{EnvelopeError, Seal};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// The compression settings in the form the data path uses them.
@@ -31,18 +34,53 @@ pub struct Compressor {
     pub min_size: usize,
     pub max_decompressed: usize,
     exclude: Vec<Vec<u8>>,
+    /// The tag key: which envelopes are respite's own.
+    pub seal: Seal,
 }
 
 impl Compressor {
     /// `None` when compression is disabled.
     pub fn new(cfg: &CompressionConfig) -> Option<Arc<Compressor>> {
         cfg.enabled.then(|| {
+            if cfg.secret.is_none() {
+                tracing::warn!(
+                    "compression.secret is not set: the tag that marks respite's own \
+                     compressed values uses a built-in key, so a client that writes raw \
+                     bytes (scripts, RESTORE) can forge a value that reads back decoded; \
+                     set the same secret on every respite that shares this Redis"
+                );
+            }
+            let previous: Vec<&[u8]> = cfg
+                .previous_secrets
+                .iter()
+                .map(|s| s.0.as_bytes())
+                .collect();
             Arc::new(Compressor {
                 min_size: cfg.min_size,
                 max_decompressed: cfg.max_decompressed_bytes,
                 exclude: cfg.exclude.iter().map(|p| p.as_bytes().to_vec()).collect(),
+                seal: Seal::new(
+                    cfg.secret.as_ref().map(|s| s.0.as_bytes()),
+                    &previous,
+                    cfg.accept_v1_envelopes,
+                ),
             })
         })
+    }
+
+    /// The original bytes of a stored value, `Ok(None)` when the stored
+    /// bytes are the value (see [`envelope::unpack`]); a value that begins
+    /// with the magic but is not trusted is counted.
+    pub fn unpack<'a>(
+        &self,
+        stored: &'a [u8],
+        m: &Metrics,
+    ) -> Result<Option<Cow<'a, [u8]>>, EnvelopeError> {
+        let r = envelope::unpack(stored, self.max_decompressed, &self.seal);
+        if matches!(r, Ok(None)) && envelope::is_envelope(stored) {
+            Metrics::add(&m.compress_untrusted, 1);
+        }
+        r
     }
 
     /// True when `key` matches a `compression.exclude` pattern.
@@ -55,7 +93,7 @@ impl Compressor {
         if self.excluded(key) {
             return None;
         }
-        let packed = envelope::pack(value, self.min_size)?;
+        let packed = envelope::pack(value, self.min_size, &self.seal)?;
         if packed.get(4) == Some(&envelope::CODEC_LZ4) {
             Metrics::add(&m.compress_values, 1);
             Metrics::add(&m.compress_bytes_in, value.len() as u64);

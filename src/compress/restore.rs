@@ -1,10 +1,12 @@
 //! Replies with their values restored: every bulk string in a value position
-//! that holds an envelope is replaced by the original bytes, so the client
-//! gets exactly what Redis returns for the uncompressed value. Everything
-//! else (keys, field names, nils, errors, RESP3 types) is copied as it came.
+//! that holds an envelope respite trusts is replaced by the original bytes,
+//! so the client gets exactly what Redis returns for the uncompressed value.
+//! Everything else (keys, field names, nils, errors, RESP3 types, values that
+//! only look like an envelope) is copied as it came.
 //!
-//! A value that cannot be restored turns the reply (or, inside `EXEC`, that
-//! command's element) into an error naming the key: never nil, never garbage.
+//! A trusted envelope that cannot be restored turns the reply (or, inside
+//! `EXEC`, that command's element) into an error naming the key: never nil,
+//! never garbage.
 
 use super::envelope::{self, EnvelopeError};
 use super::table::Shape;
@@ -15,8 +17,12 @@ use crate::protocol::request::parse_int;
 use crate::protocol::ReplyScanner;
 use bytes::Bytes;
 
-/// The reply of the writer guard script when the stored value is compressed.
+/// The reply of the writer guard script when a stored value begins with the
+/// magic (compressed, or looking so).
 pub const GUARD_MARKER: &[u8] = b"+RESPITE-COMPRESSED\r\n";
+/// The reply of the writer guard script when the command would leave a value
+/// beginning with the magic that it cannot store as an envelope itself.
+pub const MAGIC_MARKER: &[u8] = b"+RESPITE-MAGIC\r\n";
 
 /// Key names, for error messages.
 #[derive(Debug, Clone)]
@@ -51,9 +57,12 @@ pub enum TxEntry {
     Restore(Restorer),
     /// A byte-level writer queued as the guard script: the marker means the
     /// value was compressed and the command did not run.
+    /// `key` names the value read, `dest` the one written (the marker that
+    /// the result would begin with the magic names `dest`).
     Guard {
         name: String,
         key: Vec<u8>,
+        dest: Vec<u8>,
     },
     /// A hidden `GETRANGE key 0 2` queued before a byte-level reader: dropped
     /// from the array; when it shows the magic, the next `Native` is an error.
@@ -149,9 +158,11 @@ pub fn restore_exec(reply: Bytes, entries: &[TxEntry], c: &Compressor, m: &Metri
                     Err(f) => out.extend_from_slice(&error_reply(&f, m)),
                 }
             }
-            TxEntry::Guard { name, key } => {
+            TxEntry::Guard { name, key, dest } => {
                 if elem == GUARD_MARKER {
                     out.extend_from_slice(&in_multi_error(name, key, m));
+                } else if elem == MAGIC_MARKER {
+                    out.extend_from_slice(&in_multi_magic_error(name, dest, m));
                 } else {
                     out.extend_from_slice(elem);
                 }
@@ -176,6 +187,19 @@ fn in_multi_error(name: &str, key: &[u8], m: &Metrics) -> Vec<u8> {
     format!(
         "-ERR respite: {} inside MULTI cannot see the compressed value of key '{}'; \
          list the key in compression.exclude to store it uncompressed\r\n",
+        name.to_uppercase(),
+        show_key(key)
+    )
+    .into_bytes()
+}
+
+fn in_multi_magic_error(name: &str, key: &[u8], m: &Metrics) -> Vec<u8> {
+    Metrics::add(&m.compress_errors, 1);
+    format!(
+        "-ERR respite: {} inside MULTI would leave key '{}' beginning with the compression \
+         magic (F5 52 43), which only a write outside MULTI can store so that it reads back \
+         exactly; the command did not run. Run it outside MULTI, or list the key in \
+         compression.exclude\r\n",
         name.to_uppercase(),
         show_key(key)
     )
@@ -236,10 +260,14 @@ fn value(
     let elem = &buf[pos..pos + len];
     match bulk_payload(elem) {
         Some(p) if envelope::is_envelope(p) => {
-            let v = envelope::unpack(p, c.max_decompressed).map_err(|err| Failed {
+            let restored = c.unpack(p, m).map_err(|err| Failed {
                 key: key.to_vec(),
                 err,
             })?;
+            let Some(v) = restored else {
+                out.extend_from_slice(elem);
+                return Ok(pos + len);
+            };
             Metrics::add(&m.compress_restores, 1);
             out.push(b'$');
             out.extend_from_slice(itoa(v.len() as i64).as_bytes());
@@ -325,8 +353,15 @@ mod tests {
             min_size: 16,
             exclude: vec![],
             max_decompressed_bytes: 1 << 20,
+            secret: None,
+            previous_secrets: vec![],
+            accept_v1_envelopes: false,
         })
         .unwrap()
+    }
+
+    fn pack(v: &[u8]) -> Vec<u8> {
+        envelope::pack(v, 16, &envelope::Seal::public()).unwrap()
     }
 
     fn bulk(v: &[u8]) -> Vec<u8> {
@@ -348,7 +383,7 @@ mod tests {
         let c = comp();
         let m = Metrics::default();
         let v = b"abcabcabcabcabcabcabcabcabcabcabcabc".to_vec();
-        let e = envelope::pack(&v, 16).unwrap();
+        let e = pack(&v);
         let cases: Vec<(Shape, Vec<u8>, Vec<u8>)> = vec![
             (Shape::Bulk, bulk(&e), bulk(&v)),
             (
@@ -380,7 +415,7 @@ mod tests {
 
     #[test]
     fn finds_envelopes_only_at_the_start_of_bulk_strings() {
-        let e = envelope::pack(&b"abc".repeat(20), 16).unwrap();
+        let e = pack(&b"abc".repeat(20));
         assert!(may_hold_envelope(&bulk(&e)));
         assert!(may_hold_envelope(
             &[&b"*2\r\n$-1\r\n"[..], &bulk(b"x\r\n"), &bulk(&e)].concat()
@@ -393,11 +428,29 @@ mod tests {
     }
 
     #[test]
+    fn untrusted_envelopes_are_copied_as_they_came() {
+        let c = comp();
+        let m = Metrics::default();
+        let mut planted = envelope::MAGIC.to_vec();
+        planted.extend_from_slice(&[1, 1, 0xff, 0xff, 0xff, 0xff, 1, 2, 3]);
+        let mut forged = pack(&b"abc".repeat(20));
+        forged[10] ^= 1;
+        for v in [planted, forged] {
+            let reply = [&b"*2\r\n"[..], &bulk(&v), &bulk(&pack(&b"xyz".repeat(20)))].concat();
+            let got = restore(Bytes::from(reply), &r(Shape::Array), &c, &m);
+            let want = [&b"*2\r\n"[..], &bulk(&v), &bulk(&b"xyz".repeat(20))].concat();
+            assert_eq!(&got[..], &want[..]);
+        }
+        assert_eq!(crate::metrics::get(&m.compress_untrusted), 2);
+        assert_eq!(crate::metrics::get(&m.compress_errors), 0);
+    }
+
+    #[test]
     fn bad_envelopes_become_one_line_errors() {
         let c = comp();
         let m = Metrics::default();
-        let mut bad = envelope::MAGIC.to_vec();
-        bad.extend_from_slice(&[1, 1, 0xff, 0xff, 0xff, 0xff, 1, 2, 3]);
+        // Trusted, but claims more than max_decompressed_bytes.
+        let bad = pack(&vec![b'a'; (1 << 20) + 1]);
         let keys = Keys::One(Bytes::from_static(b"we\r\nird"));
         let got = restore(
             Bytes::from(bulk(&bad)),
@@ -419,7 +472,7 @@ mod tests {
         let c = comp();
         let m = Metrics::default();
         let v = b"xyzxyzxyzxyzxyzxyzxyzxyzxyzxyzxyz".to_vec();
-        let e = envelope::pack(&v, 16).unwrap();
+        let e = pack(&v);
         let reply = [
             &b"*5\r\n+OK\r\n"[..],
             &bulk(&e),
@@ -438,6 +491,7 @@ mod tests {
             TxEntry::Guard {
                 name: "append".into(),
                 key: b"k".to_vec(),
+                dest: b"k".to_vec(),
             },
         ];
         let got = restore_exec(Bytes::from(reply), &entries, &c, &m);

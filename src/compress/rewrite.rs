@@ -82,6 +82,9 @@ mod tests {
             min_size: 64,
             exclude: vec!["raw:*".into()],
             max_decompressed_bytes: 1 << 20,
+            secret: None,
+            previous_secrets: vec![],
+            accept_v1_envelopes: false,
         })
         .unwrap();
         let m = Metrics::default();
@@ -110,10 +113,7 @@ mod tests {
         assert_eq!(arg(2), b"small");
         assert_eq!(arg(4), big.as_bytes());
         assert!(super::super::envelope::is_envelope(arg(6)));
-        assert_eq!(
-            &*super::super::envelope::unpack(arg(6), 1 << 20).unwrap(),
-            big.as_bytes()
-        );
+        assert_eq!(&*c.unpack(arg(6), &m).unwrap().unwrap(), big.as_bytes());
         let args = ["SET", "k", "v"];
         assert!(rewrite(3, &|i| args[i].as_bytes(), Values::At(2), &c, &m).is_none());
     }

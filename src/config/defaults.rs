@@ -90,11 +90,16 @@ pub const DEFAULT_COMPRESSION_EXCLUDE: &[&str] = &[];
 /// as the largest request, so a corrupt header cannot make the proxy allocate
 /// without bound.
 pub const DEFAULT_COMPRESSION_MAX_DECOMPRESSED_BYTES: usize = 512 * 1024 * 1024;
-/// The compression envelope's header length (magic, version, codec, length);
-/// `compression.min_size` must leave room for it and some payload.
-pub const COMPRESSION_HEADER_BYTES: usize = 9;
+/// The compression envelope's header length (magic, version, codec, length,
+/// tag); a value shorter than this plus its lz4 form is stored as it is.
+pub const COMPRESSION_HEADER_BYTES: usize = 17;
 /// Smallest accepted `compression.min_size`.
 pub const MIN_COMPRESSION_MIN_SIZE: usize = 16;
+/// Untagged envelopes of format version 1 are not trusted: nothing tells
+/// them from bytes a client planted.
+pub const DEFAULT_COMPRESSION_ACCEPT_V1_ENVELOPES: bool = false;
+/// Shortest accepted `compression.secret` (and previous secret), in bytes.
+pub const MIN_COMPRESSION_SECRET_BYTES: usize = 16;
 /// Smallest accepted `limits.max_request_bytes`: a limit lower than this would
 /// refuse ordinary commands.
 pub const MIN_LIMITS_MAX_REQUEST_BYTES: usize = 1024;

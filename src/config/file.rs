@@ -102,6 +102,12 @@ pub struct CompressionSection {
     pub min_size: Option<usize>,
     pub exclude: Option<Vec<String>>,
     pub max_decompressed_bytes: Option<usize>,
+    /// Key of the envelope tags; shared by every respite on one Redis.
+    pub secret: Option<Secret>,
+    /// Earlier secrets whose envelopes still verify (rotation).
+    pub previous_secrets: Option<Vec<Secret>>,
+    /// Trust untagged envelopes of format version 1 (migration).
+    pub accept_v1_envelopes: Option<bool>,
 }
 
 /// `[tags]`
@@ -188,6 +194,9 @@ impl FileConfig {
                 min_size: Some(DEFAULT_COMPRESSION_MIN_SIZE),
                 exclude: Some(strings(DEFAULT_COMPRESSION_EXCLUDE)),
                 max_decompressed_bytes: Some(DEFAULT_COMPRESSION_MAX_DECOMPRESSED_BYTES),
+                secret: None,
+                previous_secrets: Some(Vec::new()),
+                accept_v1_envelopes: Some(DEFAULT_COMPRESSION_ACCEPT_V1_ENVELOPES),
             },
             tags: TagsSection {
                 enabled: Some(DEFAULT_TAGS_ENABLED),

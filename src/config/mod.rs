@@ -151,6 +151,12 @@ pub struct CompressionConfig {
     /// Glob patterns of keys never compressed.
     pub exclude: Vec<String>,
     pub max_decompressed_bytes: usize,
+    /// Key of the envelope tags; `None`: a built-in key (a checksum only).
+    pub secret: Option<Secret>,
+    /// Earlier secrets whose envelopes still verify.
+    pub previous_secrets: Vec<Secret>,
+    /// Trust untagged version-1 envelopes.
+    pub accept_v1_envelopes: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -394,6 +400,9 @@ fn apply_overrides(file: &mut FileConfig, cli: &Cli) -> Vec<String> {
     }
     if let Some(p) = &secrets.sentinel_password {
         file.upstream.sentinel_password = Some(p.clone());
+    }
+    if let Some(s) = &secrets.compression_secret {
+        file.compression.secret = Some(s.clone());
     }
     secrets
         .not_unicode

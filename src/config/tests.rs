@@ -65,6 +65,7 @@ fn proxy_toml_documents_the_settings_without_default() {
         "# username = ",
         "# sentinel_username = ",
         "# sentinel_password = ",
+        "# secret = ",
     ] {
         assert!(text.contains(key), "proxy.toml does not mention {key:?}");
     }
@@ -250,6 +251,8 @@ fn each_rule_reports_its_own_problem() {
         ("[compression]\nmin_size = 15", "compression.min_size: must be at least 16, got 15"),
         ("[compression]\nexclude = [\"a*\", \"\"]", "compression.exclude[1]: empty pattern"),
         ("[compression]\nmax_decompressed_bytes = 1024", "compression.max_decompressed_bytes: must be at least limits.max_request_bytes"),
+        ("[compression]\nsecret = \"short\"", "compression.secret: must be at least 16 bytes"),
+        ("[compression]\nprevious_secrets = [\"0123456789abcdef\", \"\"]", "compression.previous_secrets[1]: must be at least 16 bytes"),
         ("[tags]\nprefix = \"\"", "tags.prefix: must not be empty"),
         ("[tags]\nbatch = 0", "tags.batch: must be at least 1"),
         ("[tags]\nsweep_interval_ms = 0", "tags.sweep_interval_ms: must be at least 1"),
@@ -451,6 +454,8 @@ fn environment_secrets_override_the_file() {
         [upstream]
         password = "file-upstream"
         username = "file-user"
+        [compression]
+        secret = "file-compression-secret"
         "#,
     );
     let mut cli = cli(&["--config", f.path().to_str().expect("utf-8 temp path")]);
@@ -459,6 +464,7 @@ fn environment_secrets_override_the_file() {
         upstream_username: Some("env-user".into()),
         upstream_password: Some(Secret("env-upstream".into())),
         sentinel_password: Some(Secret("env-sentinel".into())),
+        compression_secret: Some(Secret("env-compression-secret".into())),
         not_unicode: Vec::new(),
     };
     let config = load(&cli).expect("valid");
@@ -468,6 +474,10 @@ fn environment_secrets_override_the_file() {
     assert_eq!(
         config.upstream.sentinel_password.as_deref(),
         Some("env-sentinel")
+    );
+    assert_eq!(
+        config.compression.secret,
+        Some(Secret("env-compression-secret".into()))
     );
 }
 

@@ -199,7 +199,36 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         max_decompressed_bytes: c
             .max_decompressed_bytes
             .unwrap_or(DEFAULT_COMPRESSION_MAX_DECOMPRESSED_BYTES),
+        secret: c.secret,
+        previous_secrets: c.previous_secrets.unwrap_or_default(),
+        accept_v1_envelopes: c
+            .accept_v1_envelopes
+            .unwrap_or(DEFAULT_COMPRESSION_ACCEPT_V1_ENVELOPES),
     };
+    // A short secret can be guessed offline from one stored envelope.
+    let secrets = compression
+        .secret
+        .iter()
+        .map(|s| ("compression.secret".to_string(), s))
+        .chain(
+            compression
+                .previous_secrets
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (format!("compression.previous_secrets[{i}]"), s)),
+        );
+    for (key, s) in secrets {
+        if s.0.len() < MIN_COMPRESSION_SECRET_BYTES {
+            p.add(
+                key,
+                format!(
+                    "must be at least {MIN_COMPRESSION_SECRET_BYTES} bytes (e.g. the output of \
+                     `openssl rand -hex 32`), got {}",
+                    s.0.len()
+                ),
+            );
+        }
+    }
     p.at_least(
         "compression.min_size",
         compression.min_size,

@@ -229,6 +229,7 @@ fn compression(ctx: &Ctx, out: &mut String) {
     line(out, "values_restored", get(&m.compress_restores));
     line(out, "compression_errors", get(&m.compress_errors));
     line(out, "byte_ops_emulated", get(&m.compress_byte_ops));
+    line(out, "values_untrusted", get(&m.compress_untrusted));
 }
 
 fn tags(ctx: &Ctx, out: &mut String) {

@@ -197,12 +197,17 @@ impl Session {
         let name = String::from_utf8_lossy(req.arg(0)).to_lowercase();
         if cmd.writer {
             let args: Vec<&[u8]> = (0..req.argc()).map(|i| req.arg(i)).collect();
-            let guard = bytes_ops::guard_request(&cmd, &args);
+            let Some(c) = self.ctx.compress.clone() else {
+                return self.route(req, kind, alloc);
+            };
+            // EVAL, not EVALSHA: a NOSCRIPT inside EXEC could not be retried.
+            let guard = bytes_ops::guard_request(&cmd, &args, &c, None);
             let flow = with_request(&guard, |r| self.route(r, kind, alloc));
             if flow != Flow::Barrier {
                 self.comp_tx.push(TxEntry::Guard {
                     name,
                     key: req.arg(cmd.keys[0]).to_vec(),
+                    dest: req.arg(cmd.dest.unwrap_or(cmd.keys[0])).to_vec(),
                 });
             }
             return flow;
