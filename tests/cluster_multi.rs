@@ -481,13 +481,30 @@ fn time_first_and_redis_crate_atomic_pipeline() {
         tx(&mut c, k, false);
         tx(&mut c, k, true);
     }
-    thread::sleep(Duration::from_millis(200));
-    let before = clients();
+    // Connections opened by the transactions above have registered (the
+    // count reads the same twice in a row).
+    let settled = || {
+        let mut last = clients();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            thread::sleep(Duration::from_millis(50));
+            let now = clients();
+            if now == last || Instant::now() > deadline {
+                return now;
+            }
+            last = now;
+        }
+    };
+    let before = settled();
     for i in 0..60 {
         tx(&mut c, &keys[i % keys.len()], i % 2 == 0);
     }
-    thread::sleep(Duration::from_millis(200));
-    let after = clients();
+    let mut after = clients();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while after > before + 2 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+        after = clients();
+    }
     assert!(
         after <= before + 2,
         "60 transactions moved between nodes: {before} upstream clients before, {after} after"

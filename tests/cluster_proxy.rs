@@ -1198,13 +1198,18 @@ fn reshard_1000_slots_under_load_no_errors() {
         })
         .collect();
 
-    thread::sleep(Duration::from_millis(500));
+    common::wait_until("load before the reshard", Duration::from_secs(10), || {
+        ops.load(Ordering::Relaxed) >= 400
+    });
     let ops_before = ops.load(Ordering::Relaxed);
     let reshard_start = t0.elapsed();
     cluster.reshard(from, to, 1000);
     let reshard_end = t0.elapsed();
     let ops_during = ops.load(Ordering::Relaxed) - ops_before;
-    thread::sleep(Duration::from_millis(500));
+    let ops_after = ops.load(Ordering::Relaxed);
+    common::wait_until("load after the reshard", Duration::from_secs(10), || {
+        ops.load(Ordering::Relaxed) >= ops_after + 400
+    });
     stop.store(true, Ordering::Relaxed);
     let finals: Vec<HashMap<String, Option<String>>> =
         workers.into_iter().map(|w| w.join().unwrap()).collect();
@@ -1332,6 +1337,7 @@ fn failover_only_dead_primary_keys_fail_until_promotion() {
     let started = Instant::now();
     let mut cluster = RedisCluster::start(3, 1);
     let mut proxy = cluster_proxy(&cluster);
+    proxy.allow_log("upstream connection failed");
     let before = cluster.view();
     let dead = before.primaries()[1];
     let on_dead = move |key: &str| before.owner(key_slot(key.as_bytes())) == Some(dead);
@@ -1425,7 +1431,9 @@ fn failover_only_dead_primary_keys_fail_until_promotion() {
         })
         .collect();
 
-    thread::sleep(Duration::from_millis(1000));
+    common::wait_until("load before the kill", Duration::from_secs(10), || {
+        ops.load(Ordering::Relaxed) >= 400
+    });
     let killed_at = t0.elapsed();
     cluster.kill(dead);
     let heir = cluster.wait_failover(dead);

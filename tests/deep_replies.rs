@@ -187,7 +187,8 @@ fn broken_upstream() -> (u16, thread::JoinHandle<()>, std::sync::Arc<AtomicBool>
 #[test]
 fn unframable_reply_fails_in_flight_requests_naming_the_cause() {
     let (port, server, stop) = broken_upstream();
-    let proxy = Proxy::start_args(Proxy::default_args(&format!("127.0.0.1:{port}")));
+    let mut proxy = Proxy::start_args(Proxy::default_args(&format!("127.0.0.1:{port}")));
+    proxy.allow_log("upstream connection failed");
     let mut a = proxy.conn();
     let mut b = proxy.conn();
     assert_reply(&a.cmd_str(&["GET", "good"]), b"$2\r\nok\r\n");

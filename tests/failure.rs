@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -38,15 +38,19 @@ fn redis_killed_clients_get_errors_then_recover_on_same_connection() {
     const CLIENTS: usize = 10;
     let mut redis = RedisServer::start();
     let mut proxy = Proxy::start(&redis);
+    proxy.allow_log("upstream connection failed");
     let port = proxy.port();
     let killed_at: Mutex<Option<Instant>> = Mutex::new(None);
     let restarted_at: Mutex<Option<Instant>> = Mutex::new(None);
     let stop = AtomicBool::new(false);
+    // Clients that have had 5 successes, and clients that have had an error.
+    let (warmed_up, errored) = (AtomicUsize::new(0), AtomicUsize::new(0));
 
     let reports: Vec<ClientReport> = thread::scope(|s| {
         let handles: Vec<_> = (0..CLIENTS)
             .map(|id| {
                 let (killed_at, restarted_at, stop) = (&killed_at, &restarted_at, &stop);
+                let (warmed_up, errored) = (&warmed_up, &errored);
                 s.spawn(move || {
                     let mut rep = ClientReport::default();
                     let mut c = RawConn::connect(port);
@@ -88,7 +92,10 @@ fn redis_killed_clients_get_errors_then_recover_on_same_connection() {
                         }
                         if is_err {
                             rep.errors += 1;
-                            rep.first_error.get_or_insert_with(Instant::now);
+                            if rep.first_error.is_none() {
+                                rep.first_error = Some(Instant::now());
+                                errored.fetch_add(1, Ordering::Relaxed);
+                            }
                             rep.last_error_text = escape(&r);
                             thread::sleep(Duration::from_millis(20));
                             continue;
@@ -109,6 +116,9 @@ fn redis_killed_clients_get_errors_then_recover_on_same_connection() {
                         }
                         if killed.is_none() {
                             rep.ok_before_kill += 1;
+                            if rep.ok_before_kill == 5 {
+                                warmed_up.fetch_add(1, Ordering::Relaxed);
+                            }
                         } else if rep.first_error.is_some()
                             && restarted_at.lock().unwrap().is_some()
                             // ECHO is answered by the proxy itself: only a
@@ -138,10 +148,18 @@ fn redis_killed_clients_get_errors_then_recover_on_same_connection() {
             })
             .collect();
 
-        thread::sleep(Duration::from_millis(500));
+        common::wait_until(
+            "every client to succeed 5 times",
+            Duration::from_secs(10),
+            || warmed_up.load(Ordering::Relaxed) == CLIENTS,
+        );
         redis.kill();
         *killed_at.lock().unwrap() = Some(Instant::now());
-        thread::sleep(Duration::from_millis(1500));
+        // Down until every client has seen the outage (each must within
+        // ERROR_WITHIN; checked below from the reports).
+        common::wait_until("every client to get an error", ERROR_WITHIN * 3, || {
+            errored.load(Ordering::Relaxed) == CLIENTS || handles.iter().any(|h| h.is_finished())
+        });
         redis.restart();
         let restart = Instant::now();
         *restarted_at.lock().unwrap() = Some(restart);
@@ -204,6 +222,7 @@ fn redis_killed_clients_get_errors_then_recover_on_same_connection() {
 fn client_blocked_in_blpop_gets_error_when_redis_dies() {
     let mut redis = RedisServer::start();
     let mut proxy = Proxy::start(&redis);
+    proxy.allow_log("upstream connection failed");
     let mut blocked = proxy.conn();
     blocked.send(&encode_str(&["BLPOP", "never", "30"]));
     blocked.expect_silence(Duration::from_millis(300));
@@ -249,6 +268,7 @@ fn client_blocked_in_blpop_gets_error_when_redis_dies() {
 fn proxy_started_while_redis_down_errors_then_works() {
     let redis_port = free_port();
     let mut proxy = Proxy::start_args(Proxy::default_args(&format!("127.0.0.1:{redis_port}")));
+    proxy.allow_log("upstream connection failed");
     let mut c = proxy.conn();
     c.set_read_timeout(ERROR_WITHIN + Duration::from_secs(1));
 

@@ -338,6 +338,7 @@ fn open_files_limit_lowers_max_clients_and_the_excess_get_the_error() {
     let mut args = Proxy::default_args(&redis.addr());
     args.extend(["--config".into(), path.to_string_lossy().into_owned()]);
     let mut proxy = Proxy::start_limited(args, Vec::new(), Some(256));
+    proxy.allow_log("the open files limit (RLIMIT_NOFILE) is 256");
     let log = proxy.log();
     assert_eq!(
         lines_with(&log, "open files limit"),

@@ -13,7 +13,7 @@ use common::sentinel::{role, SentinelSet, DOWN_AFTER_MS, MASTER_NAME};
 use common::{free_port, is_timeout, Proxy, RawConn};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -49,11 +49,34 @@ struct Op {
     err: Option<String>,
 }
 
+/// The writers of [`start_load`]: their threads and how many `+OK` each
+/// has received so far.
+struct Load {
+    handles: Vec<JoinHandle<Result<Vec<Op>, String>>>,
+    ok: Arc<Vec<AtomicU64>>,
+}
+
+impl Load {
+    /// Waits until every writer has received `n` more `+OK` than now.
+    fn progress(&self, n: u64, what: &str) {
+        let base: Vec<u64> = self.ok.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        wait_for(what, Duration::from_secs(30), || {
+            self.ok
+                .iter()
+                .zip(&base)
+                .all(|(c, b)| c.load(Ordering::Relaxed) >= b + n)
+                .then_some(())
+        });
+    }
+}
+
 /// `CLIENTS` writers on one connection each until `stop`.
-fn start_load(port: u16, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<Result<Vec<Op>, String>>> {
-    (0..CLIENTS)
+fn start_load(port: u16, stop: &Arc<AtomicBool>) -> Load {
+    let ok: Arc<Vec<AtomicU64>> = Arc::new((0..CLIENTS).map(|_| AtomicU64::new(0)).collect());
+    let handles = (0..CLIENTS)
         .map(|c| {
             let stop = stop.clone();
+            let ok = ok.clone();
             thread::spawn(move || {
                 let mut conn = RawConn::connect(port);
                 conn.set_read_timeout(Duration::from_secs(15));
@@ -70,6 +93,9 @@ fn start_load(port: u16, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<Result<Vec<Op
                         .try_read_reply()
                         .map_err(|e| format!("client {c}: no reply to {key}: {e}"))?;
                     let err = (reply != b"+OK\r\n").then(|| common::escape(&reply));
+                    if err.is_none() {
+                        ok[c].fetch_add(1, Ordering::Relaxed);
+                    }
                     ops.push(Op {
                         sent,
                         done: Instant::now(),
@@ -82,11 +108,12 @@ fn start_load(port: u16, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<Result<Vec<Op
                 Ok(ops)
             })
         })
-        .collect()
+        .collect();
+    Load { handles, ok }
 }
 
-fn join_load(handles: Vec<JoinHandle<Result<Vec<Op>, String>>>) -> Vec<Vec<Op>> {
-    handles
+fn join_load(load: Load) -> Vec<Vec<Op>> {
+    load.handles
         .into_iter()
         .map(|h| match h.join().expect("client thread panicked") {
             Ok(ops) => ops,
@@ -119,10 +146,12 @@ fn watch_switch(sentinel_port: u16) -> JoinHandle<(Instant, SystemTime, u16)> {
 /// Every `SET` any client other than the master link sent to `port`, with
 /// the server's timestamp, recorded with `MONITOR` (reconnecting when the
 /// server restarts or kills clients) until `stop`.
-fn monitor_writes(port: u16, stop: &Arc<AtomicBool>) -> JoinHandle<Vec<(f64, String)>> {
+fn monitor_writes(port: u16, stop: &Arc<AtomicBool>) -> Monitor {
     let stop = stop.clone();
     let lines = Arc::new(Mutex::new(Vec::new()));
-    thread::spawn(move || {
+    let marker = Arc::new(AtomicBool::new(false));
+    let seen = marker.clone();
+    let handle = thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
             let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) else {
                 thread::sleep(Duration::from_millis(5));
@@ -136,7 +165,9 @@ fn monitor_writes(port: u16, stop: &Arc<AtomicBool>) -> JoinHandle<Vec<(f64, Str
                 match c.try_read_reply() {
                     Ok(r) => {
                         let line = String::from_utf8_lossy(&r).into_owned();
-                        if line.contains("\"SET\"") || line.contains("\"set\"") {
+                        if line.contains(MONITOR_MARKER) {
+                            seen.store(true, Ordering::Relaxed);
+                        } else if line.contains("\"SET\"") || line.contains("\"set\"") {
                             lines.lock().unwrap().push(line);
                         }
                     }
@@ -153,7 +184,28 @@ fn monitor_writes(port: u16, stop: &Arc<AtomicBool>) -> JoinHandle<Vec<(f64, Str
                 Some((t, l))
             })
             .collect()
-    })
+    });
+    Monitor { handle, marker }
+}
+
+/// An argument of `ECHO` sent to a monitored server: once [`Monitor`] has
+/// seen it, it has seen every command the server processed before it.
+const MONITOR_MARKER: &str = "respite-test-monitor-marker";
+
+/// The thread of [`monitor_writes`].
+struct Monitor {
+    handle: JoinHandle<Vec<(f64, String)>>,
+    marker: Arc<AtomicBool>,
+}
+
+impl Monitor {
+    fn marker_seen(&self) -> bool {
+        self.marker.load(Ordering::Relaxed)
+    }
+
+    fn join(self) -> thread::Result<Vec<(f64, String)>> {
+        self.handle.join()
+    }
 }
 
 /// Writes the old primary received from anything but its new primary's
@@ -287,6 +339,8 @@ fn wait_served(p: &Proxy) {
 fn sentinel_failover_under_load_moves_writes_to_the_new_primary() {
     let set = SentinelSet::start();
     let mut p = proxy(&set, &[]);
+    p.allow_log("upstream connection failed");
+    p.allow_log("sentinel check");
     wait_served(&p);
     let old = set.servers[0].port();
     assert_eq!(proxy_primary(&p), format!("127.0.0.1:{old}"));
@@ -296,7 +350,7 @@ fn sentinel_failover_under_load_moves_writes_to_the_new_primary() {
     let monitor = monitor_writes(old, &stop_monitor);
     let switch = watch_switch(set.sentinels[1].port());
     let load = start_load(p.port(), &stop);
-    thread::sleep(Duration::from_millis(500));
+    load.progress(20, "writes before the failover");
 
     let trigger = Instant::now();
     let r = set.sentinels[0]
@@ -304,7 +358,7 @@ fn sentinel_failover_under_load_moves_writes_to_the_new_primary() {
         .cmd_str(&["SENTINEL", "FAILOVER", MASTER_NAME]);
     assert_eq!(r, b"+OK\r\n");
     let (switch_at, switch_wall, new) = switch.join().unwrap();
-    thread::sleep(Duration::from_secs(3));
+    load.progress(200, "writes after the switch");
     stop.store(true, Ordering::Relaxed);
     let clients = join_load(load);
     // The old primary is reconfigured as a replica by the sentinels; keep
@@ -314,7 +368,11 @@ fn sentinel_failover_under_load_moves_writes_to_the_new_primary() {
         Duration::from_secs(20),
         || (role(old) == "slave").then_some(()),
     );
-    thread::sleep(Duration::from_millis(500));
+    // Everything the old primary processed before the marker is recorded.
+    wait_for("MONITOR to see the marker", Duration::from_secs(10), || {
+        RawConn::connect(old).cmd_str(&["ECHO", MONITOR_MARKER]);
+        monitor.marker_seen().then_some(())
+    });
     stop_monitor.store(true, Ordering::Relaxed);
     let writes = monitor.join().unwrap();
 
@@ -359,13 +417,15 @@ fn sentinel_failover_under_load_moves_writes_to_the_new_primary() {
 fn killed_primary_under_load_fails_over_and_returns_as_replica_without_writes() {
     let mut set = SentinelSet::start();
     let mut p = proxy(&set, &[]);
+    p.allow_log("upstream connection failed");
+    p.allow_log("sentinel check");
     wait_served(&p);
     let old = set.servers[0].port();
 
     let stop = Arc::new(AtomicBool::new(false));
     let switch = watch_switch(set.sentinels[1].port());
     let load = start_load(p.port(), &stop);
-    thread::sleep(Duration::from_millis(500));
+    load.progress(20, "writes before the kill");
 
     let killed_at = Instant::now();
     set.servers[0].kill();
@@ -374,14 +434,14 @@ fn killed_primary_under_load_fails_over_and_returns_as_replica_without_writes() 
     // The old primary comes back (empty, as a primary) while clients write.
     let stop_monitor = Arc::new(AtomicBool::new(false));
     let monitor = monitor_writes(old, &stop_monitor);
-    thread::sleep(Duration::from_millis(300));
+    load.progress(20, "writes to the new primary");
     set.servers[0].restart();
     wait_for(
         "the old primary to become a replica",
         Duration::from_secs(20),
         || (role(old) == "slave").then_some(()),
     );
-    thread::sleep(Duration::from_secs(1));
+    load.progress(100, "writes while the old primary is a replica");
     stop.store(true, Ordering::Relaxed);
     let clients = join_load(load);
     stop_monitor.store(true, Ordering::Relaxed);
@@ -445,6 +505,8 @@ fn starts_with_every_sentinel_down_and_resumes_when_they_return() {
     let admin = free_port();
     let admin_addr = format!("127.0.0.1:{admin}");
     let mut p = proxy(&set, &["--admin", &admin_addr]);
+    p.allow_log("upstream connection failed");
+    p.allow_log("sentinel check");
     wait_for("the admin port", Duration::from_secs(5), || {
         TcpStream::connect(("127.0.0.1", admin)).ok()
     });
@@ -504,7 +566,9 @@ fn starts_with_every_sentinel_down_and_resumes_when_they_return() {
 #[test]
 fn pinned_sessions_on_the_old_primary_are_closed_at_the_switch() {
     let set = SentinelSet::start();
-    let p = proxy(&set, &[]);
+    let mut p = proxy(&set, &[]);
+    p.allow_log("upstream connection failed");
+    p.allow_log("sentinel check");
     wait_served(&p);
     let mut multi = p.conn();
     assert_eq!(multi.cmd_str(&["MULTI"]), b"+OK\r\n");
@@ -513,7 +577,15 @@ fn pinned_sessions_on_the_old_primary_are_closed_at_the_switch() {
     sub.cmd_str(&["SUBSCRIBE", "ch"]);
     let mut blpop = p.conn();
     blpop.send(&common::encode_str(&["BLPOP", "list", "0"]));
-    thread::sleep(Duration::from_millis(200));
+    let primary = set.servers[0].port();
+    common::wait_until(
+        "BLPOP to block on the primary",
+        Duration::from_secs(10),
+        || {
+            let info = RawConn::connect(primary).cmd_str(&["INFO", "clients"]);
+            common::info_field(&info, "blocked_clients") == Some(1)
+        },
+    );
 
     let switch = watch_switch(set.sentinels[1].port());
     let r = set.sentinels[0]
@@ -700,6 +772,8 @@ fn readonly_from_a_primary_demoted_unheard_makes_the_proxy_ask_again() {
 fn primary_demoted_behind_the_sentinels_back_fails_fast_until_they_fail_over() {
     let set = SentinelSet::start();
     let mut p = proxy(&set, &[]);
+    p.allow_log("upstream connection failed");
+    p.allow_log("sentinel check");
     wait_served(&p);
     let old = set.servers[0].port();
     let mut c = p.conn();

@@ -683,8 +683,10 @@ fn big_tag_invalidation_keeps_ping_fast() {
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicBool::new(false));
     let pinger = {
-        let (stop, pport, rport) = (stop.clone(), proxy.port(), redis.port());
+        let (stop, started) = (stop.clone(), started.clone());
+        let (pport, rport) = (proxy.port(), redis.port());
         thread::spawn(move || {
             let mut via = RawConn::connect(pport);
             let mut direct = RawConn::connect(rport);
@@ -697,12 +699,15 @@ fn big_tag_invalidation_keeps_ping_fast() {
                 assert_eq!(direct.cmd_str(&["PING"]), b"+PONG\r\n");
                 worst_direct = worst_direct.max(t.elapsed());
                 pings += 1;
+                started.store(true, Ordering::Relaxed);
                 thread::sleep(Duration::from_millis(2));
             }
             (worst_via, worst_direct, pings)
         })
     };
-    thread::sleep(Duration::from_millis(50));
+    common::wait_until("the first PINGs", Duration::from_secs(5), || {
+        started.load(Ordering::Relaxed)
+    });
     let t = Instant::now();
     let mut c = conn(proxy.port());
     let deleted: i64 = q(&mut c, &["TAGINVAL", "big"]).unwrap();

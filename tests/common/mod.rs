@@ -324,9 +324,23 @@ pub struct Proxy {
     dir: TempDir,
     log_path: PathBuf,
     exit: Option<ExitStatus>,
+    /// Substrings of WARN/ERROR log lines this test expects (see `Drop`).
+    allowed_log: Vec<String>,
 }
 
 impl Proxy {
+    /// The test expects respite to log WARN or ERROR lines containing
+    /// `needle` (an upstream it kills, a client it floods...). Any other such
+    /// line fails the test when the proxy is dropped.
+    pub fn allow_log(&mut self, needle: &str) {
+        self.allowed_log.push(needle.to_string());
+    }
+
+    /// Every WARN or ERROR line of the log not matched by [`Proxy::allow_log`].
+    pub fn unexpected_log_lines(&self) -> Vec<String> {
+        unexpected_lines(&self.log(), &self.allowed_log)
+    }
+
     /// The standard arguments (everything but `--listen`) for a proxy in
     /// front of `upstream`: no admin port, one worker, warn logging.
     pub fn default_args(upstream: &str) -> Vec<String> {
@@ -438,6 +452,9 @@ impl Proxy {
                 dir,
                 log_path,
                 exit: None,
+                // Tests run without a compression secret on purpose
+                // (tests/compression_integrity.rs checks this warning).
+                allowed_log: vec!["compression.secret is not set".to_string()],
             }),
             Err(e) => {
                 kill_and_reap(&mut child);
@@ -549,6 +566,21 @@ impl Drop for Proxy {
         if let Some(mut c) = self.child.take() {
             kill_and_reap(&mut c);
         }
+        // A passing test fails when respite logged a WARN or ERROR it did
+        // not expect: that is a bug somewhere, or a test that must say why.
+        if !thread::panicking() {
+            let bad = self.unexpected_log_lines();
+            if !bad.is_empty() {
+                let shown = &bad[..bad.len().min(20)];
+                panic!(
+                    "respite (port {}) logged {} unexpected WARN/ERROR line(s) \
+                     (Proxy::allow_log them if the test expects them):\n{}",
+                    self.port,
+                    bad.len(),
+                    shown.join("\n")
+                );
+            }
+        }
         // A failing test shows what the proxy logged (the test harness
         // prints captured output of failed tests only).
         if thread::panicking() {
@@ -563,6 +595,48 @@ impl Drop for Proxy {
             );
         }
     }
+}
+
+/// The WARN and ERROR lines of a respite log (ANSI colour codes removed)
+/// that contain none of `allowed`.
+pub fn unexpected_lines(log: &str, allowed: &[String]) -> Vec<String> {
+    log.lines()
+        .map(strip_ansi)
+        .filter(|l| {
+            let level = if l.trim_start().starts_with('{') {
+                // JSON log lines: "level":"WARN"
+                if l.contains("\"level\":\"WARN\"") {
+                    "WARN"
+                } else if l.contains("\"level\":\"ERROR\"") {
+                    "ERROR"
+                } else {
+                    ""
+                }
+            } else {
+                // "2026-12-05T06:59:00.123Z  WARN respite::...: message"
+                l.split_whitespace().nth(1).unwrap_or("")
+            };
+            matches!(level, "WARN" | "ERROR") && !allowed.iter().any(|a| l.contains(a.as_str()))
+        })
+        .collect()
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI: ESC [ params final-byte
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A `redis::Client` for the server or proxy on `port`.
