@@ -31,6 +31,10 @@ pub enum Kind {
     Passthrough,
     /// Refused: the proxy cannot offer it.
     Refused(&'static str),
+    /// Sent on the node's control connection, never behind other clients'
+    /// requests on a shared one (standalone and sentinel mode; cluster mode
+    /// forwards it).
+    OutOfBand(Oob),
     /// The tag commands, and `COMMAND` (answered for the tag names).
     Tag(crate::tags::Cmd),
 }
@@ -49,6 +53,27 @@ pub enum Local {
     Proxy,
     /// `KEYSTATS` and `HOTKEYS` (statistics).
     Stats,
+}
+
+/// The commands that must reach a node even while it runs a long script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Oob {
+    /// `SCRIPT KILL`, `FUNCTION KILL`: only the `KILL` subcommand (with no
+    /// further argument); the others are forwarded.
+    Kill,
+    /// `SHUTDOWN`, any form.
+    Shutdown,
+}
+
+impl Oob {
+    /// Whether a request of this command goes out of band: `SCRIPT KILL`
+    /// yes, `SCRIPT LOAD ...` no.
+    pub fn applies(self, args: &[&[u8]]) -> bool {
+        match self {
+            Oob::Kill => args.len() == 2 && args[1].eq_ignore_ascii_case(b"kill"),
+            Oob::Shutdown => true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +165,9 @@ fn build() -> NameMap<&'static [u8], Spec> {
     }
     add("xread", BlockingIfArg("block"));
     add("xreadgroup", BlockingIfArg("block"));
+    add("script", OutOfBand(Oob::Kill));
+    add("function", OutOfBand(Oob::Kill));
+    add("shutdown", OutOfBand(Oob::Shutdown));
     add("multi", Transaction(Tx::Multi));
     add("exec", Transaction(Tx::Exec));
     add("discard", Transaction(Tx::Discard));
@@ -197,5 +225,22 @@ mod tests {
         assert_eq!(lookup(b"MuLtI").kind, Kind::Transaction(Tx::Multi));
         assert_eq!(lookup(b"get").kind, Kind::Forward);
         assert_eq!(lookup(b"averyveryverylongcommandname").kind, Kind::Forward);
+    }
+
+    #[test]
+    fn only_the_kill_subcommand_goes_out_of_band() {
+        let Kind::OutOfBand(kill) = lookup(b"SCRIPT").kind else {
+            panic!("SCRIPT is not out of band")
+        };
+        assert!(kill.applies(&[b"script", b"KILL"]));
+        assert!(!kill.applies(&[b"script", b"load", b"return 1"]));
+        assert!(!kill.applies(&[b"script", b"kill", b"extra"]));
+        assert!(!kill.applies(&[b"script"]));
+        assert_eq!(lookup(b"function").kind, Kind::OutOfBand(Oob::Kill));
+        let Kind::OutOfBand(shutdown) = lookup(b"shutdown").kind else {
+            panic!("SHUTDOWN is not out of band")
+        };
+        assert!(shutdown.applies(&[b"shutdown", b"nosave"]));
+        assert!(shutdown.applies(&[b"shutdown"]));
     }
 }

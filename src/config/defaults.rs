@@ -46,8 +46,19 @@ pub const DEFAULT_UPSTREAM_PINNED_POOL_SIZE: usize = 64;
 pub const DEFAULT_UPSTREAM_MAX_PINNED_CONNECTIONS: usize = 1024;
 /// How long connecting to an upstream node may take.
 pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS: u64 = 1000;
-/// A request with no reply after this long fails its connection.
+/// A connection with requests in flight and no reply for this long has its
+/// node probed (the requests keep waiting while the node answers the probe).
 pub const DEFAULT_UPSTREAM_COMMAND_TIMEOUT_MS: u64 = 5000;
+/// How long a probe (`PING` on the node's control connection) may take
+/// before the node counts as unavailable.
+pub const DEFAULT_UPSTREAM_PROBE_TIMEOUT_MS: u64 = 5000;
+/// A shared connection whose oldest request in flight is older than this is
+/// stalled: sessions choose another connection of the node for new requests.
+pub const DEFAULT_UPSTREAM_STALL_AFTER_MS: u64 = 100;
+/// Most shared connections per node, worker, database and RESP version,
+/// counting those opened on demand beside stalled ones (at least
+/// `shared_connections` when that is larger).
+pub const DEFAULT_UPSTREAM_MAX_SHARED_CONNECTIONS: usize = 4;
 /// First wait before reconnecting to a node that failed.
 pub const DEFAULT_UPSTREAM_RECONNECT_BACKOFF_MIN_MS: u64 = 50;
 /// Longest wait between reconnect attempts (the wait doubles up to this).

@@ -107,8 +107,17 @@ pub struct UpstreamConfig {
     /// idle, in the whole process; a command that needs one more is refused.
     pub max_pinned_connections: usize,
     pub connect_timeout: Duration,
-    /// A request with no reply after this long fails its connection.
+    /// A connection with requests in flight and no reply for this long has
+    /// its node probed; only a failed probe fails the requests.
     pub command_timeout: Duration,
+    /// Longest wait for the answer to a probe.
+    pub probe_timeout: Duration,
+    /// A shared connection whose oldest request in flight is older than this
+    /// is avoided for new requests.
+    pub stall_after: Duration,
+    /// Most shared connections per node, worker, database and RESP version
+    /// (at least `shared_connections`).
+    pub max_shared_connections: usize,
     /// First and longest wait between reconnect attempts.
     pub reconnect_backoff_min: Duration,
     pub reconnect_backoff_max: Duration,
@@ -295,6 +304,9 @@ impl fmt::Debug for UpstreamConfig {
             .field("max_pinned_connections", &self.max_pinned_connections)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
+            .field("probe_timeout", &self.probe_timeout)
+            .field("stall_after", &self.stall_after)
+            .field("max_shared_connections", &self.max_shared_connections)
             .field("reconnect_backoff_min", &self.reconnect_backoff_min)
             .field("reconnect_backoff_max", &self.reconnect_backoff_max)
             .field("databases", &self.databases)

@@ -110,6 +110,27 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         .command_timeout_ms
         .unwrap_or(DEFAULT_UPSTREAM_COMMAND_TIMEOUT_MS);
     p.at_least("upstream.command_timeout_ms", command_timeout_ms, 1);
+    let probe_timeout_ms = up
+        .probe_timeout_ms
+        .unwrap_or(DEFAULT_UPSTREAM_PROBE_TIMEOUT_MS);
+    p.at_least("upstream.probe_timeout_ms", probe_timeout_ms, 1);
+    let stall_after_ms = up.stall_after_ms.unwrap_or(DEFAULT_UPSTREAM_STALL_AFTER_MS);
+    p.at_least("upstream.stall_after_ms", stall_after_ms, 1);
+    // Unset, it grows with `shared_connections`; set, it must leave room for them.
+    let max_shared_connections = match up.max_shared_connections {
+        Some(n) => {
+            if n < shared_connections {
+                p.add(
+                    "upstream.max_shared_connections",
+                    format!(
+                        "must be at least upstream.shared_connections ({shared_connections}), got {n}"
+                    ),
+                );
+            }
+            n
+        }
+        None => DEFAULT_UPSTREAM_MAX_SHARED_CONNECTIONS.max(shared_connections),
+    };
     let backoff_min_ms = up
         .reconnect_backoff_min_ms
         .unwrap_or(DEFAULT_UPSTREAM_RECONNECT_BACKOFF_MIN_MS);
@@ -147,6 +168,9 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         max_pinned_connections,
         connect_timeout: Duration::from_millis(connect_timeout_ms),
         command_timeout: Duration::from_millis(command_timeout_ms),
+        probe_timeout: Duration::from_millis(probe_timeout_ms),
+        stall_after: Duration::from_millis(stall_after_ms),
+        max_shared_connections,
         reconnect_backoff_min: Duration::from_millis(backoff_min_ms),
         reconnect_backoff_max: Duration::from_millis(backoff_max_ms),
         databases,

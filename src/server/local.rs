@@ -173,15 +173,40 @@ fn proxy(ctx: &Ctx, st: &State, req: &Req, out: &mut BytesMut) {
                         .unwrap_or_default();
                     let _ = writeln!(
                         text,
-                        "worker{}:node={},state={},requests={},reconnects={},last_error={}\r",
+                        "worker{}:node={},state={},extra={},stalled={},requests={},reconnects={},last_error={}\r",
                         w.index,
                         c.addr(),
                         state,
+                        u8::from(c.extra()),
+                        u8::from(c.stalled()),
                         c.requests(),
                         c.reconnects(),
                         err
                     );
                 }
+            }
+            // Liveness as the nodes' control connections last probed it.
+            let _ = writeln!(text, "# Control\r");
+            for (i, c) in crate::upstream::control::all(&ctx.config)
+                .iter()
+                .enumerate()
+            {
+                let last = c.last();
+                let (probes, failures) = c.probes();
+                let state = match (&last.error, last.seq) {
+                    (_, 0) => "unprobed",
+                    (None, _) => "alive",
+                    (Some(_), _) => "failed",
+                };
+                let err = last
+                    .error
+                    .map(|e| e.replace([',', '\r', '\n'], " "))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    text,
+                    "control{i}:node={},probe={state},probes={probes},probe_failures={failures},last_error={err}\r",
+                    c.addr()
+                );
             }
             encode::verbatim(out, st.proto, text.as_bytes());
         }

@@ -108,6 +108,8 @@ pub struct NodeState {
     pub addr: String,
     pub connections: u64,
     pub connected: u64,
+    /// Shared connections now stalled (oldest request older than `stall_after_ms`).
+    pub stalled: u64,
     pub inflight: u64,
     pub requests: u64,
     pub reconnects: u64,
@@ -129,6 +131,7 @@ pub fn nodes(ctx: &Ctx) -> Vec<NodeState> {
                         addr,
                         connections: 0,
                         connected: 0,
+                        stalled: 0,
                         inflight: 0,
                         requests: 0,
                         reconnects: 0,
@@ -141,6 +144,7 @@ pub fn nodes(ctx: &Ctx) -> Vec<NodeState> {
             let n = &mut nodes[i];
             n.connections += 1;
             n.connected += (c.state() == ConnState::Up) as u64;
+            n.stalled += c.stalled() as u64;
             n.inflight += c.inflight();
             n.requests += c.requests();
             n.reconnects += c.reconnects();
@@ -166,10 +170,11 @@ fn upstreams(ctx: &Ctx, out: &mut String) {
             out,
             &format!("node{i}"),
             format_args!(
-                "addr={},connected={},connections={},inflight={},requests={},reconnects={},batches={},batch_usec={},last_error={}",
+                "addr={},connected={},connections={},stalled={},inflight={},requests={},reconnects={},batches={},batch_usec={},last_error={}",
                 n.addr,
                 n.connected,
                 n.connections,
+                n.stalled,
                 n.inflight,
                 n.requests,
                 n.reconnects,

@@ -8,7 +8,15 @@
 //! matched to targets in FIFO order. The task reads whenever the socket is
 //! readable, also while a write is blocked, so two full TCP buffers can never
 //! wait on each other.
+//!
+//! Liveness: there is no command timeout. A connection with requests in
+//! flight that has read nothing for `command_timeout` asks its node's
+//! [`Control`] for a probe; only a failed probe (or a socket error) fails its
+//! requests. A shared connection whose oldest request in flight is older than
+//! `stall_after` marks itself stalled, so sessions send new requests to
+//! another connection of the node (see `NodeConns::choose`).
 
+use super::control::Control;
 use crate::net;
 use crate::protocol::{encode, Proto, ReplyScanner};
 use crate::server::replies::ReplyQueue;
@@ -16,6 +24,8 @@ use crate::stats::hist::AtomicHist;
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +56,16 @@ pub enum ConnState {
 pub struct ConnOptions {
     pub addr: Arc<str>,
     pub connect_timeout: Duration,
+    /// No reply for this long while requests are in flight: probe the node.
     pub command_timeout: Duration,
+    /// Shared connections: older requests in flight than this mark it stalled.
+    pub stall_after: Duration,
+    /// Where probes go; `None` only for the control connection itself, which
+    /// then gives up after `command_timeout` without a reply.
+    pub control: Option<Arc<Control>>,
+    /// An extra shared connection opened beside stalled ones: it closes
+    /// after this long without requests.
+    pub retire_after: Option<Duration>,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub username: Option<String>,
@@ -90,12 +109,24 @@ struct Shared {
     requests: AtomicU64,
     /// Requests answered (by a reply or an error): in flight = requests - answered.
     answered: AtomicU64,
+    /// [`STALLED`] and [`RETIRED`]: sessions choose another connection.
+    avoid: AtomicU8,
+    /// Opened on demand beside stalled ones (closes when idle).
+    extra: bool,
+    /// The group the connection belongs to.
+    db: u32,
+    proto: Proto,
     /// Per batch: from taking it for writing to reading its last reply.
     latency: AtomicHist,
     /// A refused connection ([`Conn::refused`]): `last_error` is the whole
     /// error reply text.
     refused: bool,
 }
+
+/// The oldest request in flight waited longer than `stall_after`.
+const STALLED: u8 = 1;
+/// An extra connection that closed after being idle; takes no more requests.
+const RETIRED: u8 = 2;
 
 /// Handle to a connection task; cheap to clone.
 #[derive(Debug, Clone)]
@@ -132,6 +163,10 @@ impl Conn {
             reconnects: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             answered: AtomicU64::new(0),
+            avoid: AtomicU8::new(0),
+            extra: opts.retire_after.is_some(),
+            db: opts.db,
+            proto: opts.proto,
             latency: AtomicHist::new(opts.latency_buckets_us.clone()),
             refused: false,
         });
@@ -171,6 +206,10 @@ impl Conn {
                 reconnects: AtomicU64::new(0),
                 requests: AtomicU64::new(0),
                 answered: AtomicU64::new(0),
+                avoid: AtomicU8::new(0),
+                extra: false,
+                db: 0,
+                proto: Proto::Resp2,
                 latency: AtomicHist::new(latency_buckets_us),
                 refused,
             }),
@@ -195,6 +234,35 @@ impl Conn {
     #[inline]
     pub fn pooled(&self) -> bool {
         self.shared.pooled
+    }
+
+    /// Stalled or retired: a session should choose another connection for
+    /// new requests (one relaxed load; sessions check it once per read).
+    #[inline]
+    pub fn avoid(&self) -> bool {
+        self.shared.avoid.load(Ordering::Relaxed) != 0
+    }
+
+    /// Its oldest request in flight waited longer than `stall_after`.
+    pub fn stalled(&self) -> bool {
+        self.shared.avoid.load(Ordering::Relaxed) & STALLED != 0
+    }
+
+    /// An extra connection that closed after being idle: [`Conn::submit`]
+    /// refuses requests without consuming them, to be sent elsewhere.
+    pub fn retired(&self) -> bool {
+        self.shared.avoid.load(Ordering::Acquire) & RETIRED != 0
+    }
+
+    /// Opened on demand beside stalled connections.
+    #[inline]
+    pub fn extra(&self) -> bool {
+        self.shared.extra
+    }
+
+    /// The database and RESP version the connection is set up for.
+    pub fn group(&self) -> (u32, Proto) {
+        (self.shared.db, self.shared.proto)
     }
 
     /// Whether both handles name the same connection.
@@ -237,10 +305,15 @@ impl Conn {
 
     /// Queue `buf` (raw requests) and their `targets` for writing; both are
     /// left empty for reuse. Fails at once, returning the error reply text, when
-    /// the node is known to be down: requests never wait on a dead node.
+    /// the node is known to be down: requests never wait on a dead node. A
+    /// [retired](Conn::retired) connection leaves both untouched.
     pub fn submit(&self, buf: &mut BytesMut, targets: &mut Vec<Target>) -> Result<(), Arc<str>> {
         let wake = {
             let mut ob = self.shared.outbox.lock();
+            // Set under this lock (see `try_retire`), so nothing is queued after it.
+            if self.shared.avoid.load(Ordering::Relaxed) & RETIRED != 0 {
+                return Err(unavailable(&self.shared.addr, "connection retired").into());
+            }
             let state = self.shared.state.load(Ordering::Acquire);
             if state >= ConnState::Down as u8 {
                 buf.clear();
@@ -349,7 +422,24 @@ async fn run(shared: Arc<Shared>, opts: ConnOptions) {
                 tracing::debug!(addr = %opts.addr, "upstream connected");
                 io_loop(&shared, &opts, &stream, &mut inflight).await
             }
-            Err(reason) => reason,
+            Err(ConnectError::NotNow(reply)) => {
+                // The node is busy (a script past busy-reply-threshold) or
+                // loading: the requests waiting get its own reply, as on a
+                // new direct connection, and the handshake is tried again
+                // soon. The node is not down.
+                tracing::debug!(addr = %opts.addr, "upstream busy during handshake");
+                answer_queued(&shared, &reply);
+                first = true;
+                tokio::select! {
+                    _ = tokio::time::sleep(opts.backoff_min) => {}
+                    _ = wait_closing(&shared) => {
+                        shared.state.store(ConnState::Closed as u8, Ordering::Release);
+                        return;
+                    }
+                }
+                continue;
+            }
+            Err(e) => e.reason(),
         };
         let closing = shared.closing.load(Ordering::Acquire);
         if !closing {
@@ -395,11 +485,28 @@ async fn wait_closing(shared: &Shared) {
     }
 }
 
+/// Answer the requests waiting for the connection with `reply` (a `-BUSY`
+/// or `-LOADING` the node gave the handshake); the state stays as it is.
+fn answer_queued(shared: &Shared, reply: &Bytes) {
+    let queued = {
+        let mut ob = shared.outbox.lock();
+        ob.buf.clear();
+        std::mem::take(&mut ob.targets)
+    };
+    shared
+        .answered
+        .fetch_add(queued.len() as u64, Ordering::Relaxed);
+    for t in queued {
+        t.queue.deliver(t.seq, t.part, reply.clone());
+    }
+}
+
 /// Mark the node down and answer every request it holds with an error.
 /// Returns how many requests failed.
 fn fail_all(shared: &Shared, reason: &str, inflight: VecDeque<Target>, state: ConnState) -> usize {
     let msg = unavailable(&shared.addr, reason);
     *shared.last_error.lock() = Some(reason.into());
+    shared.avoid.fetch_and(!STALLED, Ordering::Relaxed);
     let queued = {
         let mut ob = shared.outbox.lock();
         shared.state.store(state as u8, Ordering::Release);
@@ -417,23 +524,52 @@ fn fail_all(shared: &Shared, reason: &str, inflight: VecDeque<Target>, state: Co
     n as usize
 }
 
-async fn connect(opts: &ConnOptions) -> Result<TcpStream, String> {
-    let fut = async {
-        let stream = TcpStream::connect(&*opts.addr)
-            .await
-            .map_err(|e| e.to_string())?;
-        net::tune(&stream);
-        handshake(&stream, opts).await?;
-        Ok(stream)
-    };
-    match tokio::time::timeout(opts.connect_timeout, fut).await {
-        Ok(r) => r,
-        Err(_) => Err("connect timed out".to_string()),
+/// Why a connection could not be set up.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    /// The socket failed, closed or timed out.
+    Io(String),
+    /// The node answered the handshake with an error (`WRONGPASS`, ...).
+    Refused(String),
+    /// The node answered `-BUSY` or `-LOADING` (its whole reply): not now.
+    NotNow(Bytes),
+}
+
+impl ConnectError {
+    pub(crate) fn reason(&self) -> String {
+        match self {
+            ConnectError::Io(e) => e.clone(),
+            ConnectError::Refused(e) => format!("handshake refused: {e}"),
+            ConnectError::NotNow(r) => format!(
+                "handshake refused: {}",
+                String::from_utf8_lossy(r.get(1..r.len().saturating_sub(2)).unwrap_or(b""))
+            ),
+        }
     }
 }
 
-/// AUTH, HELLO 3 and SELECT as configured, pipelined; any error reply fails the connection.
-async fn handshake(stream: &TcpStream, opts: &ConnOptions) -> Result<(), String> {
+async fn connect(opts: &ConnOptions) -> Result<TcpStream, ConnectError> {
+    match tokio::time::timeout(opts.connect_timeout, open(opts)).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnectError::Io("connect timed out".to_string())),
+    }
+}
+
+/// Connect and run the handshake, with no time limit of its own.
+pub(crate) async fn open(opts: &ConnOptions) -> Result<TcpStream, ConnectError> {
+    let stream = TcpStream::connect(&*opts.addr)
+        .await
+        .map_err(|e| ConnectError::Io(e.to_string()))?;
+    net::tune(&stream);
+    handshake(&stream, opts).await?;
+    Ok(stream)
+}
+
+/// AUTH, HELLO 3 and SELECT as configured, pipelined; an error reply fails
+/// the connection, except to the last step, `INFO server` (the version is
+/// only informative, and a node running a long script answers it `-BUSY`).
+async fn handshake(stream: &TcpStream, opts: &ConnOptions) -> Result<(), ConnectError> {
+    let io = |e: std::io::Error| ConnectError::Io(e.to_string());
     let mut out = BytesMut::new();
     let mut expected = 0;
     match (&opts.username, &opts.password) {
@@ -463,40 +599,61 @@ async fn handshake(stream: &TcpStream, opts: &ConnOptions) -> Result<(), String>
     encode::command(&mut out, &[b"INFO".as_slice(), b"server"]);
     expected += 1;
     while !out.is_empty() {
-        stream.writable().await.map_err(|e| e.to_string())?;
+        stream.writable().await.map_err(io)?;
         match net::write_buf(stream, &mut out) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(io(e)),
         }
     }
     let mut rbuf = BytesMut::with_capacity(4096);
     let mut scanner = ReplyScanner::new();
+    // The first error reply decides; the rest are read so nothing is left over.
+    let mut failed = None;
     while expected > 0 {
-        match scanner.scan(&rbuf).map_err(|e| e.to_string())? {
+        match scanner
+            .scan(&rbuf)
+            .map_err(|e| ConnectError::Io(e.to_string()))?
+        {
             Some(len) => {
-                let frame = rbuf.split_to(len);
-                if frame.first() == Some(&b'-') {
-                    let text = String::from_utf8_lossy(&frame[1..frame.len() - 2]).into_owned();
-                    return Err(format!("handshake refused: {text}"));
-                }
+                let frame = rbuf.split_to(len).freeze();
                 expected -= 1;
-                if expected == 0 {
+                if frame.first() == Some(&b'-') {
+                    if expected == 0 || failed.is_some() {
+                        continue;
+                    }
+                    failed = Some(
+                        if frame.starts_with(b"-BUSY") || frame.starts_with(b"-LOADING") {
+                            ConnectError::NotNow(frame)
+                        } else {
+                            let text =
+                                String::from_utf8_lossy(&frame[1..frame.len() - 2]).into_owned();
+                            ConnectError::Refused(text)
+                        },
+                    );
+                } else if expected == 0 {
                     super::learn_version(&frame);
                 }
             }
             None => {
-                stream.readable().await.map_err(|e| e.to_string())?;
+                stream.readable().await.map_err(io)?;
                 match net::read_buf(stream, &mut rbuf) {
-                    Ok(0) => return Err("connection closed during handshake".to_string()),
+                    Ok(0) => {
+                        return Err(ConnectError::Io(
+                            "connection closed during handshake".to_string(),
+                        ))
+                    }
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(io(e)),
                 }
             }
         }
     }
-    Ok(())
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Runs until the connection fails or is closed; returns why.
@@ -509,12 +666,21 @@ async fn io_loop(
     let mut wbuf = BytesMut::with_capacity(64 * 1024);
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
     let mut scanner = ReplyScanner::new();
-    let check = (opts.command_timeout / 4).max(Duration::from_millis(10));
-    let mut tick = tokio::time::interval(check);
+    // Checks run only while requests are in flight (or, on an extra
+    // connection, to notice it is idle): an idle connection costs no timer.
+    let mut check = opts.command_timeout / 4;
+    if shared.pooled {
+        check = check.min(opts.stall_after / 2);
+    }
+    let mut tick = tokio::time::interval(check.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_progress = Instant::now();
     // Batches in flight: (requests taken up to and including it, taken at).
     let mut batches = Batches::default();
+    // The node's answer to a probe this connection asked for.
+    let mut probe: Option<Probe> = None;
+    let mut stalled = false;
+    shared.avoid.fetch_and(!STALLED, Ordering::Relaxed);
     loop {
         // Checked before writing: a connection closed because its node must
         // not be used any more writes nothing that was queued since.
@@ -560,6 +726,10 @@ async fn io_loop(
                             .answered
                             .fetch_add(answered as u64, Ordering::Relaxed);
                         batches.answered(answered, last_progress, &shared.latency);
+                        if stalled && !batches.older_than(opts.stall_after, last_progress) {
+                            stalled = false;
+                            shared.avoid.fetch_and(!STALLED, Ordering::Relaxed);
+                        }
                     }
                     if let Err(e) = r {
                         return e;
@@ -577,13 +747,70 @@ async fn io_loop(
             r = stream.readable() => if let Err(e) = r { return e.to_string() },
             r = stream.writable(), if !wbuf.is_empty() => if let Err(e) = r { return e.to_string() },
             _ = shared.notify.notified(), if wbuf.is_empty() => {}
-            _ = tick.tick() => {
-                if !inflight.is_empty() && last_progress.elapsed() > opts.command_timeout {
-                    return format!("no reply within {} ms", opts.command_timeout.as_millis());
+            r = wait_probe(&mut probe), if probe.is_some() => {
+                probe = None;
+                match r {
+                    // Alive: the requests keep waiting, as on a direct connection.
+                    Ok(()) => last_progress = Instant::now(),
+                    Err(why) => {
+                        return format!(
+                            "no reply for {} ms and the node failed a probe: {why}",
+                            last_progress.elapsed().as_millis()
+                        )
+                    }
+                }
+            }
+            _ = tick.tick(), if !inflight.is_empty() || opts.retire_after.is_some() => {
+                let now = Instant::now();
+                if shared.pooled && !stalled && batches.older_than(opts.stall_after, now) {
+                    stalled = true;
+                    shared.avoid.fetch_or(STALLED, Ordering::Relaxed);
+                }
+                if !inflight.is_empty()
+                    && probe.is_none()
+                    && now.saturating_duration_since(last_progress) > opts.command_timeout
+                {
+                    match &opts.control {
+                        Some(c) => probe = Some(Box::pin(c.clone().probe())),
+                        None => {
+                            return format!("no reply within {} ms", opts.command_timeout.as_millis())
+                        }
+                    }
+                }
+                if let Some(idle) = opts.retire_after {
+                    if inflight.is_empty()
+                        && wbuf.is_empty()
+                        && now.saturating_duration_since(last_progress) >= idle
+                        && try_retire(shared)
+                    {
+                        return "retired after being idle".to_string();
+                    }
                 }
             }
         }
     }
+}
+
+/// A probe's outcome: `Err` with the reason when the node failed it.
+type Probe = Pin<Box<dyn Future<Output = Result<(), Arc<str>>> + Send>>;
+
+async fn wait_probe(probe: &mut Option<Probe>) -> Result<(), Arc<str>> {
+    match probe {
+        Some(p) => p.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Close an idle extra connection if nothing is queued on it: from now on
+/// [`Conn::submit`] refuses requests (under the same lock), so none is lost.
+fn try_retire(shared: &Shared) -> bool {
+    let ob = shared.outbox.lock();
+    if !ob.buf.is_empty() || !ob.targets.is_empty() {
+        return false;
+    }
+    shared.avoid.fetch_or(RETIRED, Ordering::Release);
+    shared.closing.store(true, Ordering::Release);
+    true
 }
 
 /// Hand every complete reply in `rbuf` to its target.
@@ -627,6 +854,13 @@ impl Batches {
     fn taken(&mut self, n: usize, now: Instant) {
         self.taken += n as u64;
         self.open.push_back((self.taken, now));
+    }
+
+    /// Whether the oldest batch in flight was taken more than `age` before `now`.
+    fn older_than(&self, age: Duration, now: Instant) -> bool {
+        self.open
+            .front()
+            .is_some_and(|&(_, t)| now.saturating_duration_since(t) > age)
     }
 
     fn answered(&mut self, n: usize, now: Instant, hist: &AtomicHist) {

@@ -3,16 +3,23 @@
 
 pub mod call;
 pub mod conn;
+pub mod control;
 pub mod oneshot;
 
 use crate::config::Config;
 use crate::protocol::Proto;
 use crate::server::replies::ReplyQueue;
 use conn::{Conn, ConnOptions, ConnState};
+use control::Control;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// An extra shared connection (opened beside stalled ones) closes after
+/// this long without requests.
+pub const EXTRA_IDLE: Duration = Duration::from_secs(10);
 
 /// The error reply for a command that needs a pinned connection when
 /// `upstream.max_pinned_connections` are open (Redis's reply to a client over
@@ -26,6 +33,9 @@ pub fn options(config: &Config, addr: &str, db: u32, proto: Proto, reconnect: bo
         addr: addr.into(),
         connect_timeout: u.connect_timeout,
         command_timeout: u.command_timeout,
+        stall_after: u.stall_after,
+        control: Some(control::of(config, addr)),
+        retire_after: None,
         backoff_min: u.reconnect_backoff_min,
         backoff_max: u.reconnect_backoff_max,
         username: u.username.clone(),
@@ -40,8 +50,11 @@ pub fn options(config: &Config, addr: &str, db: u32, proto: Proto, reconnect: bo
 }
 
 /// One worker's shared connections to one node, grouped by the connection
-/// state requests depend on (database and RESP version). A session always uses
-/// the same connection of a group, so its requests keep their order.
+/// state requests depend on (database and RESP version). A session uses one
+/// connection of a group at a time (switching waits for its earlier replies),
+/// so its requests keep their order. Each group starts with
+/// `shared_connections` connections; [`NodeConns::choose`] opens more, up to
+/// `max_shared_connections`, while all of them are stalled.
 #[derive(Debug)]
 pub struct NodeConns {
     addr: Arc<str>,
@@ -93,24 +106,81 @@ impl NodeConns {
         &self.addr
     }
 
-    /// The shared connection for a session; created on first use (must be
-    /// called on the worker's runtime, where the connection task then runs).
+    /// The session's home connection of the group: always the same one, never
+    /// an extra (cluster sessions and the tag commands' own requests). Created
+    /// on first use (must be called on the worker's runtime, where the
+    /// connection task then runs).
     pub fn shared(&self, db: u32, proto: Proto, session: u64) -> Conn {
         if let Some(dead) = &self.unavailable {
             return dead.clone();
         }
         let mut groups = self.groups.lock();
-        let group = groups.entry((db, proto)).or_insert_with(|| {
+        let group = self.group(&mut groups, db, proto);
+        let base = self.config.upstream.shared_connections.min(group.len());
+        group[(session % base as u64) as usize].clone()
+    }
+
+    /// The connection a session should send new requests on: its home
+    /// connection unless that one is stalled, else another of the group that
+    /// is not, else a new one while the group is below
+    /// `max_shared_connections`, else the one with the fewest requests in
+    /// flight.
+    pub fn choose(&self, db: u32, proto: Proto, session: u64) -> Conn {
+        if let Some(dead) = &self.unavailable {
+            return dead.clone();
+        }
+        let mut groups = self.groups.lock();
+        let group = self.group(&mut groups, db, proto);
+        group.retain(|c| !c.retired());
+        let base = self.config.upstream.shared_connections.min(group.len());
+        let home = (session % base as u64) as usize;
+        let n = group.len();
+        if let Some(i) = (0..n).map(|i| (home + i) % n).find(|&i| !group[i].avoid()) {
+            return group[i].clone();
+        }
+        if n < self.config.upstream.max_shared_connections {
+            let mut opts = options(&self.config, &self.addr, db, proto, true);
+            opts.retire_after = Some(EXTRA_IDLE);
+            tracing::debug!(addr = %self.addr, db, open = n, "every shared connection stalled: opening one more");
+            let c = Conn::spawn(opts, None);
+            group.push(c.clone());
+            return c;
+        }
+        group
+            .iter()
+            .min_by_key(|c| c.inflight())
+            .unwrap_or(&group[home])
+            .clone()
+    }
+
+    fn group<'a>(
+        &self,
+        groups: &'a mut HashMap<(u32, Proto), Vec<Conn>>,
+        db: u32,
+        proto: Proto,
+    ) -> &'a mut Vec<Conn> {
+        groups.entry((db, proto)).or_insert_with(|| {
             (0..self.config.upstream.shared_connections)
                 .map(|_| Conn::spawn(options(&self.config, &self.addr, db, proto, true), None))
                 .collect()
-        });
-        group[(session % group.len() as u64) as usize].clone()
+        })
+    }
+
+    /// The node's control plane (`None` when there is no node).
+    pub fn control(&self) -> Option<Arc<Control>> {
+        if self.unavailable.is_some() {
+            return None;
+        }
+        Some(control::of(&self.config, &self.addr))
     }
 
     /// Every shared connection, for metrics and readiness.
     pub fn all(&self) -> Vec<Conn> {
-        self.groups.lock().values().flatten().cloned().collect()
+        let mut groups = self.groups.lock();
+        for g in groups.values_mut() {
+            g.retain(|c| !c.retired());
+        }
+        groups.values().flatten().cloned().collect()
     }
 
     pub fn any_up(&self) -> bool {

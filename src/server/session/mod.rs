@@ -8,7 +8,7 @@
 use super::local;
 use super::replies::{After, Alloc, ReplyQueue, WHOLE};
 use super::{ClientMeta, Ctx, Worker};
-use crate::command::{self, Kind, Local, Tx};
+use crate::command::{self, Kind, Local, Oob, Tx};
 use crate::metrics::{Event, Metrics};
 use crate::net;
 use crate::protocol::{encode, Parsed, Proto, RequestParser};
@@ -126,6 +126,7 @@ fn queued_in_multi(kind: Kind) -> bool {
         Kind::Forward
             | Kind::Blocking
             | Kind::BlockingIfArg(_)
+            | Kind::OutOfBand(_)
             | Kind::Passthrough
             | Kind::Local(Local::Ping | Local::Echo | Local::Select)
             | Kind::Transaction(Tx::Unwatch)
@@ -372,6 +373,9 @@ impl Session {
                     self.stop = true;
                 }
             }
+            if shutting_down {
+                self.cut_blocked();
+            }
             if (self.eof || shutting_down) && pending == 0 && self.wbuf.is_empty() {
                 break;
             }
@@ -399,10 +403,14 @@ impl Session {
                 match net::read_buf(&self.stream, &mut self.rbuf) {
                     Ok(0) => {
                         self.eof = true;
+                        // A blocking command of a client that is gone must
+                        // not be served: its pinned connection closes now
+                        // (in `finish`), as Redis frees a blocked client
+                        // whose socket closed, before an item can be popped.
                         if self
                             .pinned
                             .as_ref()
-                            .is_some_and(|p| p.passthrough || !p.clean())
+                            .is_some_and(|p| p.passthrough || !p.clean() || p.conn.inflight() > 0)
                         {
                             break;
                         }
@@ -472,6 +480,17 @@ impl Session {
             }
         }
         self.finish();
+    }
+
+    /// Shutting down: a blocking command still waiting upstream is cut now
+    /// (its connection closes, so Redis cannot serve it an item the client
+    /// would never get); the client gets an error reply and is closed.
+    fn cut_blocked(&mut self) {
+        if let Some(p) = &self.pinned {
+            if p.clean() && p.conn.inflight() > 0 {
+                p.conn.kill("the proxy is shutting down");
+            }
+        }
     }
 
     fn finish(&mut self) {
@@ -545,6 +564,14 @@ impl Session {
             if gen != self.node_gen {
                 self.node_gen = gen;
                 self.primary_changed();
+            }
+        }
+        // Once per read: a stalled shared connection (or an extra one, which
+        // is left for the home connection as soon as that one is fine) is
+        // chosen again for this read's requests.
+        if let Some((_, _, c)) = &self.shared {
+            if c.avoid() || c.extra() {
+                self.shared = None;
             }
         }
         let queue = self.queue.clone();
@@ -759,8 +786,60 @@ impl Session {
                 _ => self.forward(req, alloc),
             },
             Kind::Passthrough => self.enter_passthrough(req, alloc),
+            Kind::OutOfBand(oob) => self.out_of_band(oob, req, alloc),
             Kind::Tag(cmd) => self.tag(cmd, req, alloc),
         }
+    }
+
+    /// `SCRIPT KILL`, `FUNCTION KILL`, `SHUTDOWN` (standalone and sentinel
+    /// mode): sent on the node's control connection, so they reach Redis
+    /// while a script holds a shared connection, and answered with Redis's
+    /// own reply. Earlier requests of the session may still be waiting (even
+    /// behind the script being killed); later ones wait for this reply. A
+    /// `SHUTDOWN` that Redis answers by closing the connection closes the
+    /// client connection too, with no reply, as Redis's own would close.
+    /// Cluster mode, a transaction or a pinned connection: forwarded.
+    fn out_of_band(&mut self, oob: Oob, req: &Req, alloc: &mut Alloc) -> Flow {
+        let args: Vec<&[u8]> = (0..req.argc()).map(|i| req.arg(i)).collect();
+        if self.cluster.is_some() || !oob.applies(&args) {
+            return self.forward(req, alloc);
+        }
+        if let Some(p) = &self.pinned {
+            if !(p.clean() && alloc.is_empty()) {
+                return self.forward(req, alloc);
+            }
+            self.release_pinned_if_clean(true);
+        }
+        let node = self.worker.node();
+        let Some(control) = node.control() else {
+            // No node (sentinel mode, no primary known): fails with the reason.
+            return self.forward(req, alloc);
+        };
+        let addr = node.addr().clone();
+        let request = Bytes::copy_from_slice(req.raw);
+        let queue = self.queue.clone();
+        let seq = alloc.pending();
+        tokio::spawn(async move {
+            let failed = |why: String| {
+                let mut b = BytesMut::new();
+                encode::error(&mut b, &crate::upstream::conn::unavailable(&addr, &why));
+                b.freeze()
+            };
+            let reply = match oob {
+                Oob::Kill => control.call(request).await.unwrap_or_else(failed),
+                Oob::Shutdown => match control.shutdown(request).await {
+                    Ok(Some(reply)) => reply,
+                    Ok(None) => {
+                        // Queued behind the (empty) reply: close after it.
+                        queue.push_close(Bytes::new());
+                        Bytes::new()
+                    }
+                    Err(why) => failed(why),
+                },
+            };
+            queue.deliver(seq, WHOLE, reply);
+        });
+        Flow::WaitAfter
     }
 
     /// Pub/sub, MONITOR and tracking: everything goes to the pinned connection
@@ -1074,7 +1153,7 @@ impl Session {
                 let c = self
                     .worker
                     .node()
-                    .shared(self.st.db, self.st.proto, self.st.id);
+                    .choose(self.st.db, self.st.proto, self.st.id);
                 self.shared = Some((self.st.db, self.st.proto, c.clone()));
                 c
             }
@@ -1114,7 +1193,26 @@ impl Session {
     fn flush(&mut self, alloc: &mut Alloc) {
         while let Some(mut batch) = self.out.pop() {
             if !batch.buf.is_empty() {
-                if let Err(msg) = batch.conn.submit(&mut batch.buf, &mut batch.targets) {
+                let mut submitted = batch.conn.submit(&mut batch.buf, &mut batch.targets);
+                // An idle extra connection closed just now. Nothing of this
+                // session was in flight on it (it closes only when empty), so
+                // the batch can go to another connection of its group in order.
+                for _ in 0..4 {
+                    if submitted.is_ok() || self.cluster.is_some() || !batch.conn.retired() {
+                        break;
+                    }
+                    let (db, proto) = batch.conn.group();
+                    let c = self.worker.node().choose(db, proto, self.st.id);
+                    if self.shared.as_ref().is_some_and(|s| s.2.same(&batch.conn)) {
+                        self.shared = Some((db, proto, c.clone()));
+                    }
+                    if self.last_conn.as_ref().is_some_and(|l| l.same(&batch.conn)) {
+                        self.last_conn = Some(c.clone());
+                    }
+                    batch.conn = c;
+                    submitted = batch.conn.submit(&mut batch.buf, &mut batch.targets);
+                }
+                if let Err(msg) = submitted {
                     if let Some(t) = &self.cluster {
                         // A node is down: its replica may be taking over.
                         t.request_refresh();
