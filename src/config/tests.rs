@@ -238,6 +238,12 @@ fn each_rule_reports_its_own_problem() {
         ("[upstream]\nmax_pinned_connections = 0", "upstream.max_pinned_connections: must be at least 1"),
         ("[upstream]\nconnect_timeout_ms = 0", "upstream.connect_timeout_ms: must be at least 1"),
         ("[upstream]\ncommand_timeout_ms = 0", "upstream.command_timeout_ms: must be at least 1"),
+        ("[upstream]\nprobe_timeout_ms = 0", "upstream.probe_timeout_ms: must be at least 1"),
+        ("[upstream]\nstall_after_ms = 0", "upstream.stall_after_ms: must be at least 1"),
+        (
+            "[upstream]\nshared_connections = 3\nmax_shared_connections = 2",
+            "upstream.max_shared_connections: must be at least upstream.shared_connections (3), got 2",
+        ),
         ("[upstream]\nreconnect_backoff_min_ms = 0", "upstream.reconnect_backoff_min_ms: must be at least 1"),
         (
             "[upstream]\nreconnect_backoff_min_ms = 500\nreconnect_backoff_max_ms = 100",
@@ -540,4 +546,16 @@ fn mode_and_read_from_names_round_trip() {
         );
     }
     assert!("Cluster".parse::<Mode>().is_err());
+}
+
+#[test]
+fn max_shared_connections_unset_grows_with_shared_connections() {
+    let config = validate(parse("[upstream]\nshared_connections = 6")).expect("valid");
+    assert_eq!(config.upstream.max_shared_connections, 6);
+    let config = validate(parse("[upstream]\nshared_connections = 2")).expect("valid");
+    assert_eq!(config.upstream.max_shared_connections, 4);
+    let config = validate(parse("[upstream]\nmax_shared_connections = 1")).expect("valid");
+    assert_eq!(config.upstream.max_shared_connections, 1);
+    assert_eq!(config.upstream.stall_after, Duration::from_millis(100));
+    assert_eq!(config.upstream.probe_timeout, Duration::from_millis(5000));
 }

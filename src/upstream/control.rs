@@ -20,7 +20,7 @@
 //! as long as some connection to the node holds it.
 //!
 //! Why not deadpool-redis (redis-rs connections) here: see docs/DESIGN.md,
-//! "Control plane".
+//! "Why the control plane is not deadpool-redis".
 
 use super::conn::{self, ConnOptions, ConnectError};
 use crate::config::Config;
@@ -28,7 +28,6 @@ use crate::net;
 use crate::protocol::{Proto, ReplyScanner};
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -165,29 +164,27 @@ impl Control {
 
     /// Whether the node answers: joins the probe queued or running, else
     /// queues one. `Err` names why the node counts as unavailable.
-    pub fn probe(self: Arc<Self>) -> impl Future<Output = Result<(), Arc<str>>> + Send + 'static {
-        async move {
-            let mut rx = self.inner.outcome.subscribe();
-            let want = rx.borrow_and_update().seq + 1;
-            if !self.inner.probe_queued.swap(true, Ordering::SeqCst) {
-                if let Err(e) = self.send(Job::Probe) {
-                    self.inner.probe_queued.store(false, Ordering::SeqCst);
-                    return Err(e.into());
+    pub async fn probe(self: Arc<Self>) -> Result<(), Arc<str>> {
+        let mut rx = self.inner.outcome.subscribe();
+        let want = rx.borrow_and_update().seq + 1;
+        if !self.inner.probe_queued.swap(true, Ordering::SeqCst) {
+            if let Err(e) = self.send(Job::Probe) {
+                self.inner.probe_queued.store(false, Ordering::SeqCst);
+                return Err(e.into());
+            }
+        }
+        loop {
+            {
+                let o = rx.borrow_and_update();
+                if o.seq >= want {
+                    return match &o.error {
+                        None => Ok(()),
+                        Some(e) => Err(e.clone()),
+                    };
                 }
             }
-            loop {
-                {
-                    let o = rx.borrow_and_update();
-                    if o.seq >= want {
-                        return match &o.error {
-                            None => Ok(()),
-                            Some(e) => Err(e.clone()),
-                        };
-                    }
-                }
-                if rx.changed().await.is_err() {
-                    return Err("control connection task ended".into());
-                }
+            if rx.changed().await.is_err() {
+                return Err("control connection task ended".into());
             }
         }
     }
