@@ -399,7 +399,10 @@ fn debug_sleep_longer_than_command_timeout_fails_nothing() {
 #[test]
 fn a_node_that_answers_nothing_fails_its_probe_then_its_requests() {
     let redis = RedisServer::start();
-    let (proxy, _dir) = proxy_with(&redis, "command_timeout_ms = 300\nprobe_timeout_ms = 300");
+    let (mut proxy, _dir) = proxy_with(&redis, "command_timeout_ms = 300\nprobe_timeout_ms = 300");
+    // Expected here: the probe fails and the connections with it.
+    proxy.allow_log("upstream failed a probe");
+    proxy.allow_log("upstream connection failed");
     let mut shared = proxy.conn();
     let mut pinned = proxy.conn();
     assert_reply(&shared.cmd_str(&["SET", "k", "v"]), b"+OK\r\n");
@@ -613,7 +616,9 @@ fn proxy_shutdown_cuts_blocked_clients_without_losing_items() {
 #[test]
 fn shutdown_goes_out_of_band() {
     let mut redis = busy_redis(&[]);
-    let (proxy, _dir) = proxy_with(&redis, "");
+    let (mut proxy, _dir) = proxy_with(&redis, "");
+    // Expected here: Redis exits, so the connections to it close.
+    proxy.allow_log("upstream connection failed");
     let mut c = proxy.conn();
     assert_reply(
         &c.cmd_str(&["SHUTDOWN", "ABORT"]),
