@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Parser;
 
-use crate::config::{Mode, Secret};
+use crate::config::{LogFormat, Mode, Secret};
 
 /// Password clients must `AUTH` with to use the proxy.
 pub const ENV_PASSWORD: &str = "RESPITE_PASSWORD";
@@ -84,6 +84,15 @@ pub struct Cli {
     /// Log filter, e.g. `info` or `info,respite=debug`
     #[arg(long, env = "RESPITE_LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,
+
+    /// Log line format: `text` (coloured only on a terminal) or `json` (one
+    /// object per line)
+    #[arg(
+        long,
+        env = "RESPITE_LOG_FORMAT",
+        value_parser = PossibleValuesParser::new(LogFormat::NAMES).try_map(|s| s.parse::<LogFormat>()),
+    )]
+    pub log_format: Option<LogFormat>,
 
     /// Worker threads; 0 = one per available CPU
     #[arg(long, env = "RESPITE_WORKERS", value_name = "N")]
@@ -178,6 +187,8 @@ mod tests {
             "off",
             "--log-level",
             "debug",
+            "--log-format",
+            "json",
             "--workers",
             "3",
         ])
@@ -193,12 +204,14 @@ mod tests {
         assert_eq!(cli.master_name.as_deref(), Some("mymaster"));
         assert_eq!(cli.admin.as_deref(), Some("off"));
         assert_eq!(cli.log_level.as_deref(), Some("debug"));
+        assert_eq!(cli.log_format, Some(LogFormat::Json));
         assert_eq!(cli.workers, Some(3));
     }
 
     #[test]
     fn bad_mode_and_workers_are_rejected() {
         assert!(Cli::try_parse_from(["respite", "--mode", "replicated"]).is_err());
+        assert!(Cli::try_parse_from(["respite", "--log-format", "logfmt"]).is_err());
         assert!(Cli::try_parse_from(["respite", "--workers", "many"]).is_err());
         assert!(Cli::try_parse_from(["respite", "--workers", "-1"]).is_err());
     }

@@ -4,9 +4,9 @@
 use clap::Parser;
 use respite::admin::{self, proxy::ProxyAdmin};
 use respite::cli::Cli;
-use respite::config;
+use respite::config::{self, Config, LogFormat};
 use respite::server::{Ctx, Server};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,12 +24,7 @@ fn main() -> ExitCode {
         let _ = writeln!(std::io::stdout(), "respite: configuration OK");
         return ExitCode::SUCCESS;
     }
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(&config);
 
     // The limits must fit the open files limit (raised here if allowed).
     let mut config = config;
@@ -136,6 +131,26 @@ impl respite::server::fds::NofileLimit for Rlimit {
             return Err(std::io::Error::last_os_error());
         }
         Ok(())
+    }
+}
+
+/// Logs go to stderr in the configured format. Text is coloured only for a
+/// person at a terminal: `docker logs`, a file or a pipe get plain lines, and
+/// `NO_COLOR` (<https://no-color.org>) turns colour off everywhere.
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            builder.with_ansi(colour).init();
+        }
+        // One JSON object per line; never colour codes inside the strings.
+        LogFormat::Json => builder.json().with_ansi(false).init(),
     }
 }
 

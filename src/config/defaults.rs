@@ -7,7 +7,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
-use super::{Mode, ReadFrom};
+use super::{LogFormat, Mode, ReadFrom};
 
 // ---- [server] ----
 
@@ -26,6 +26,8 @@ pub const DEFAULT_ADMIN: SocketAddr =
 pub const ADMIN_OFF: &str = "off";
 /// `tracing` filter directive.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Human-readable lines (coloured only on a terminal).
+pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
 
 // ---- [upstream] ----
 

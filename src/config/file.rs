@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::defaults::*;
-use super::{ConfigError, Mode, ReadFrom};
+use super::{ConfigError, LogFormat, Mode, ReadFrom};
 
 /// The whole file. A missing section is the same as an empty one.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -37,6 +37,8 @@ pub struct ServerSection {
     /// `IP:PORT` or `"off"`.
     pub admin: Option<String>,
     pub log_level: Option<String>,
+    /// `"text"` or `"json"`.
+    pub log_format: Option<LogFormat>,
 }
 
 /// `[auth]`
@@ -163,6 +165,7 @@ impl FileConfig {
                 workers: Some(DEFAULT_WORKERS),
                 admin: Some(DEFAULT_ADMIN.to_string()),
                 log_level: Some(DEFAULT_LOG_LEVEL.to_string()),
+                log_format: Some(DEFAULT_LOG_FORMAT),
             },
             auth: AuthSection::default(),
             upstream: UpstreamSection {

@@ -40,6 +40,17 @@ pub enum Mode {
     Cluster,
 }
 
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One human-readable line per event; coloured only when stderr is a
+    /// terminal (and `NO_COLOR` is unset).
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
 /// Where reads may go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -59,6 +70,7 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// `tracing` filter directive, e.g. `info` or `respite=debug`.
     pub log_level: String,
+    pub log_format: LogFormat,
     pub auth: AuthConfig,
     pub upstream: UpstreamConfig,
     pub limits: LimitsConfig,
@@ -217,6 +229,39 @@ impl FromStr for Mode {
 }
 
 impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl LogFormat {
+    /// The names accepted in the file and on the command line.
+    pub const NAMES: [&'static str; 2] = ["text", "json"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LogFormat, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!(
+                "unknown log format {s:?}, expected one of {}",
+                LogFormat::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -393,6 +438,9 @@ fn apply_overrides(file: &mut FileConfig, cli: &Cli) -> Vec<String> {
     }
     if let Some(mode) = cli.mode {
         file.upstream.mode = Some(mode);
+    }
+    if let Some(format) = cli.log_format {
+        file.server.log_format = Some(format);
     }
     // `RESPITE_UPSTREAM="a:6379, b:6379"` is a natural way to write a list, so
     // blanks around entries are dropped. An empty entry in a non-empty list is

@@ -78,6 +78,7 @@ fn empty_file_gives_the_defaults() {
     assert_eq!(config.listen, DEFAULT_LISTEN);
     assert_eq!(config.admin, Some(DEFAULT_ADMIN));
     assert_eq!(config.log_level, DEFAULT_LOG_LEVEL);
+    assert_eq!(config.log_format, LogFormat::Text);
     assert_eq!(config.upstream.mode, Mode::Standalone);
     assert_eq!(config.upstream.nodes, ["127.0.0.1:6379"]);
     assert_eq!(config.upstream.read_from, ReadFrom::Primary);
@@ -361,6 +362,7 @@ fn syntax_and_type_errors_name_the_file() {
         "[server]\nworkers = -1",
         "[server]\nworkers = \"4\"",
         "[upstream]\nmode = \"replicated\"",
+        "[server]\nlog_format = \"logfmt\"",
         "[upstream]\nread_from = \"replica\"",
         "[limits]\nmax_request_bytes = 1.5",
     ] {
@@ -406,6 +408,7 @@ fn flags_override_the_file() {
         listen = "127.0.0.1:7000"
         workers = 2
         log_level = "warn"
+        log_format = "json"
         [upstream]
         nodes = ["file-node:6379"]
         connect_timeout_ms = 250
@@ -417,6 +420,7 @@ fn flags_override_the_file() {
     let config = load(&cli(&["--config", path])).expect("valid");
     assert_eq!(config.listen.port(), 7000);
     assert_eq!(config.workers, 2);
+    assert_eq!(config.log_format, LogFormat::Json);
     assert_eq!(config.upstream.nodes, ["file-node:6379"]);
 
     let config = load(&cli(&[
@@ -428,6 +432,8 @@ fn flags_override_the_file() {
         "5",
         "--log-level",
         "debug",
+        "--log-format",
+        "text",
         "--upstream",
         "s1:26379",
         "--upstream",
@@ -443,6 +449,7 @@ fn flags_override_the_file() {
     assert_eq!(config.listen, "0.0.0.0:7001".parse().expect("addr"));
     assert_eq!(config.workers, 5);
     assert_eq!(config.log_level, "debug");
+    assert_eq!(config.log_format, LogFormat::Text);
     assert_eq!(config.upstream.nodes, ["s1:26379", "s2:26379"]);
     assert_eq!(config.upstream.mode, Mode::Sentinel);
     assert_eq!(config.upstream.master_name.as_deref(), Some("cache"));

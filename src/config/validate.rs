@@ -58,6 +58,7 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
     if let Err(e) = check_log_filter(&log_level) {
         p.add("server.log_level", e);
     }
+    let log_format = server.log_format.unwrap_or(DEFAULT_LOG_FORMAT);
 
     // ---- [auth] ----
     let auth = AuthConfig {
@@ -338,6 +339,7 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
             workers,
             admin,
             log_level,
+            log_format,
             auth,
             upstream,
             limits,
