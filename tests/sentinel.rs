@@ -278,7 +278,19 @@ fn check_clients(clients: &[Vec<Op>], trouble_from: Instant, switch_at: Instant)
 
 /// Every write acknowledged after the switch (plus tolerance) is on the new
 /// primary; the new primary is the only master.
-fn check_new_primary(set: &SentinelSet, clients: &[Vec<Op>], switch_at: Instant, new: u16) {
+/// Returns the primary the sentinels report at the end.
+fn check_new_primary(set: &SentinelSet, clients: &[Vec<Op>], switch_at: Instant, new: u16) -> u16 {
+    // On a starved machine a sentinel that missed the first switch can
+    // start a failover of its own and promote another replica; writes the
+    // first new primary acknowledged are then lost by Redis itself
+    // (asynchronous replication), not by respite.
+    if let Some(last) = set.reported_primary().filter(|&p| p != new) {
+        eprintln!(
+            "the sentinels failed over a second time ({new} -> {last}): \
+             the check of acknowledged writes on {new} does not apply"
+        );
+        return last;
+    }
     assert_eq!(role(new), "master", "ROLE of the new primary {new}");
     let mut conn = RawConn::connect(new);
     let mut checked = 0;
@@ -304,6 +316,7 @@ fn check_new_primary(set: &SentinelSet, clients: &[Vec<Op>], switch_at: Instant,
             assert!(r == "slave" || r == "down", "ROLE of {} is {r}", s.port());
         }
     }
+    new
 }
 
 /// The proxy's own view: `PROXY NODES` names the new primary.
@@ -377,8 +390,12 @@ fn sentinel_failover_under_load_moves_writes_to_the_new_primary() {
     let writes = monitor.join().unwrap();
 
     let out = check_clients(&clients, trigger, switch_at);
-    check_new_primary(&set, &clients, switch_at, new);
-    assert_eq!(proxy_primary(&p), format!("127.0.0.1:{new}"));
+    let current = check_new_primary(&set, &clients, switch_at, new);
+    wait_for(
+        "respite on the current primary",
+        Duration::from_secs(10),
+        || (proxy_primary(&p) == format!("127.0.0.1:{current}")).then_some(()),
+    );
     let since_switch = foreign_writes(&writes, new, unix(switch_wall));
     let foreign = foreign_writes(&writes, new, unix(switch_wall + SWITCH_TOLERANCE));
     assert!(
@@ -457,8 +474,12 @@ fn killed_primary_under_load_fails_over_and_returns_as_replica_without_writes() 
         failover >= Duration::from_millis(DOWN_AFTER_MS),
         "+switch-master {failover:?} after the kill: before down-after-milliseconds?"
     );
-    check_new_primary(&set, &clients, switch_at, new);
-    assert_eq!(proxy_primary(&p), format!("127.0.0.1:{new}"));
+    let current = check_new_primary(&set, &clients, switch_at, new);
+    wait_for(
+        "respite on the current primary",
+        Duration::from_secs(10),
+        || (proxy_primary(&p) == format!("127.0.0.1:{current}")).then_some(()),
+    );
     let foreign = foreign_writes(&writes, new, unix(switch_wall));
     assert!(
         foreign.is_empty(),
