@@ -29,6 +29,8 @@ pub const ENV_UPSTREAM_USERNAME: &str = "RESPITE_UPSTREAM_USERNAME";
 pub const ENV_SENTINEL_PASSWORD: &str = "RESPITE_SENTINEL_PASSWORD";
 /// Key of the compression envelopes' tags.
 pub const ENV_COMPRESSION_SECRET: &str = "RESPITE_COMPRESSION_SECRET";
+/// Bearer token of the admin routes that name keys (`admin.token`).
+pub const ENV_ADMIN_TOKEN: &str = "RESPITE_ADMIN_TOKEN";
 
 const AFTER_HELP: &str = "\
 Secrets are read from the environment only (never from flags, which other users can see):
@@ -37,6 +39,7 @@ Secrets are read from the environment only (never from flags, which other users 
   RESPITE_UPSTREAM_PASSWORD  password the proxy uses towards Redis
   RESPITE_SENTINEL_PASSWORD  password the proxy uses towards the sentinels
   RESPITE_COMPRESSION_SECRET key of the compression envelopes' tags
+  RESPITE_ADMIN_TOKEN        bearer token of the admin routes that name keys
 An empty environment variable counts as unset.";
 
 /// respite's command line.
@@ -116,6 +119,8 @@ pub struct Secrets {
     pub sentinel_password: Option<Secret>,
     /// `RESPITE_COMPRESSION_SECRET`
     pub compression_secret: Option<Secret>,
+    /// `RESPITE_ADMIN_TOKEN`
+    pub admin_token: Option<Secret>,
     /// Names of the variables above that were set but not valid UTF-8;
     /// `config::load` reports them instead of silently ignoring a password.
     pub not_unicode: Vec<&'static str>,
@@ -144,12 +149,14 @@ impl Secrets {
         let upstream_password = get(ENV_UPSTREAM_PASSWORD).map(Secret);
         let sentinel_password = get(ENV_SENTINEL_PASSWORD).map(Secret);
         let compression_secret = get(ENV_COMPRESSION_SECRET).map(Secret);
+        let admin_token = get(ENV_ADMIN_TOKEN).map(Secret);
         Secrets {
             password,
             upstream_username,
             upstream_password,
             sentinel_password,
             compression_secret,
+            admin_token,
             not_unicode,
         }
     }
@@ -235,6 +242,7 @@ mod tests {
                 ENV_PASSWORD => Some("client-pw".into()),
                 ENV_UPSTREAM_USERNAME => Some("proxy".into()),
                 ENV_UPSTREAM_PASSWORD => Some("".into()),
+                ENV_ADMIN_TOKEN => Some("t0ken".into()),
                 _ => None,
             }
         };
@@ -243,6 +251,7 @@ mod tests {
         assert_eq!(s.upstream_username.as_deref(), Some("proxy"));
         assert_eq!(s.upstream_password, None, "empty counts as unset");
         assert_eq!(s.sentinel_password, None);
+        assert_eq!(s.admin_token, Some(Secret("t0ken".into())));
         assert!(s.not_unicode.is_empty());
     }
 

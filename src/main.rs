@@ -71,10 +71,18 @@ fn main() -> ExitCode {
         if let Some(addr) = ctx.config.admin {
             match tokio::net::TcpListener::bind(addr).await {
                 Ok(l) => {
-                    if let Ok(a) = l.local_addr() {
-                        tracing::info!(admin = %a, "admin listening");
-                    }
-                    tokio::spawn(admin::serve(l, Arc::new(ProxyAdmin(ctx.clone())), stop_rx));
+                    let bound = l.local_addr().unwrap_or(addr);
+                    tracing::info!(admin = %bound, "admin listening");
+                    let settings = &ctx.config.admin_http;
+                    let access =
+                        admin::Access::new(settings.token.clone(), &settings.allowed_hosts, bound);
+                    tokio::spawn(admin::serve(
+                        l,
+                        Arc::new(ProxyAdmin(ctx.clone())),
+                        access,
+                        stop_rx,
+                        admin::AdminLimits::from_config(settings),
+                    ));
                 }
                 Err(e) => {
                     tracing::error!(error = %e, admin = %addr, "cannot listen on admin address");

@@ -1,90 +1,135 @@
-//! The admin endpoint's HTTP/1.1 server: accept loop, connection cap,
-//! bounded request heads, keep-alive and graceful shutdown.
+//! The admin endpoint's server: hyper's HTTP/1.1 connection on each accepted
+//! socket, a bound on the request head and its read time, and a connection cap
+//! that makes room by closing the connection idle the longest.
 //!
-//! Hand-written on tokio because the surface is three bodiless GET routes;
-//! it parses only what it must (request line, `Connection`, and whether a
-//! body follows) and closes the connection on anything it does not handle.
+//! The cap is what keeps probes working under a flood of idle connections: a
+//! new connection past `max_connections` closes the one that has waited
+//! longest for a request (its first one or the next on a keep-alive
+//! connection), as nginx reuses idle connections when it runs out. A probe
+//! sends its request as soon as it connects, so it is answered long before
+//! `max_connections` newer connections have arrived, whatever the flood does.
 
-use std::io;
+use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::Request;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
-use tokio::time::timeout;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinSet;
 
-use super::{respond, AdminState, Response, ALLOWED_METHODS, TEXT_PLAIN};
+use super::{respond, Access, AdminState};
+use crate::config::AdminConfig;
 
-/// Largest request head (request line + headers + blank line) accepted.
-pub const DEFAULT_MAX_HEAD_BYTES: usize = 8 * 1024;
-/// Time allowed to receive one request head, idle keep-alive time included.
-pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
-/// Time allowed to write one response to a client that is not reading.
-pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Admin connections served at once; more are closed on accept.
-pub const DEFAULT_MAX_CONNECTIONS: u32 = 64;
-
-/// How long, and how many bytes, to drain before closing (see `close_gracefully`).
-const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
-const LINGER_MAX_BYTES: usize = 64 * 1024;
 /// Pause after a failed accept (usually EMFILE): retrying at once would spin
 /// until some descriptor is freed.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// hyper's smallest read buffer; `max_header_bytes` bounds the head inside it.
+const MIN_READ_BUFFER: usize = 8192;
 
 /// Bounds on what admin clients can make the proxy hold. Every field bounds a
 /// resource a client controls, so none is unlimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AdminLimits {
-    /// Larger heads get 431 and the connection is closed.
-    pub max_head_bytes: usize,
+    /// Connections open at once; a new one past this closes the idlest.
+    pub max_connections: usize,
+    /// Larger request heads get 431 and the connection is closed.
+    pub max_header_bytes: usize,
     /// A head not fully received in this time closes the connection without
     /// a reply; this also ends idle keep-alive connections.
-    pub head_timeout: Duration,
-    /// A response not fully written in this time closes the connection.
-    pub write_timeout: Duration,
-    /// Concurrent connections; extra ones are closed as soon as accepted.
-    pub max_connections: u32,
+    pub header_timeout: Duration,
 }
 
-impl Default for AdminLimits {
-    fn default() -> Self {
+impl AdminLimits {
+    pub fn from_config(config: &AdminConfig) -> AdminLimits {
         AdminLimits {
-            max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
-            head_timeout: DEFAULT_HEAD_TIMEOUT,
-            write_timeout: DEFAULT_WRITE_TIMEOUT,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections: config.max_connections.max(1),
+            max_header_bytes: config.max_header_bytes,
+            header_timeout: config.header_timeout,
         }
     }
 }
 
-/// Serves the admin endpoint on `listener` with [`AdminLimits::default`].
-///
-/// See [`serve_with_limits`].
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<dyn AdminState>,
-    shutdown: watch::Receiver<bool>,
-) {
-    serve_with_limits(listener, state, shutdown, AdminLimits::default()).await;
+/// The open connections, each with the time (a counter) it last started
+/// waiting for a request, and the sender whose drop closes it.
+#[derive(Default)]
+struct Slots {
+    clock: u64,
+    open: HashMap<u64, Slot>,
+}
+
+struct Slot {
+    waiting_since: u64,
+    /// Dropping it tells the connection's task to close.
+    _close: oneshot::Sender<()>,
+}
+
+impl Slots {
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Registers a new connection; the receiver resolves when it must close.
+    fn add(&mut self) -> (u64, oneshot::Receiver<()>) {
+        let id = self.tick();
+        let (close, closed) = oneshot::channel();
+        self.open.insert(
+            id,
+            Slot {
+                waiting_since: id,
+                _close: close,
+            },
+        );
+        (id, closed)
+    }
+
+    /// A request arrived on `id`: it becomes the last to be closed for room.
+    fn touch(&mut self, id: u64) {
+        let now = self.tick();
+        if let Some(slot) = self.open.get_mut(&id) {
+            slot.waiting_since = now;
+        }
+    }
+
+    /// Closes the connection that has waited longest for a request.
+    fn evict_idlest(&mut self) {
+        let idlest = self
+            .open
+            .iter()
+            .min_by_key(|(_, slot)| slot.waiting_since)
+            .map(|(&id, _)| id);
+        if let Some(id) = idlest {
+            self.open.remove(&id);
+        }
+    }
 }
 
 /// Serves the admin endpoint until `shutdown` becomes `true` (or its sender
 /// is dropped, since then nobody could ever stop it).
 ///
 /// Each connection runs in its own task. On shutdown the listener is closed
-/// at once, connections waiting for a request are closed, and this returns
-/// when every connection task has finished (each is bounded by the limits).
-pub async fn serve_with_limits(
+/// at once, connections waiting for a request are closed, a request being
+/// answered is finished, and this returns when every connection task has
+/// ended.
+pub async fn serve(
     listener: TcpListener,
     state: Arc<dyn AdminState>,
+    access: Access,
     mut shutdown: watch::Receiver<bool>,
     limits: AdminLimits,
 ) {
-    let max = usize::try_from(limits.max_connections)
-        .unwrap_or(usize::MAX)
-        .min(Semaphore::MAX_PERMITS);
-    let permits = Arc::new(Semaphore::new(max));
+    let access = Arc::new(access);
+    let slots = Arc::new(Mutex::new(Slots::default()));
+    let mut tasks = JoinSet::new();
     loop {
         let accepted = tokio::select! {
             // Checked first so that no connection is accepted after shutdown.
@@ -92,6 +137,8 @@ pub async fn serve_with_limits(
             () = shutdown_signalled(&mut shutdown) => break,
             accepted = listener.accept() => accepted,
         };
+        // Forget the tasks that ended, so the set stays as small as the cap.
+        while tasks.try_join_next().is_some() {}
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(err) => {
@@ -100,27 +147,34 @@ pub async fn serve_with_limits(
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            // Fail fast rather than queue: a probe that gets no answer is
-            // retried by its orchestrator anyway.
-            tracing::debug!(%peer, "admin: connection limit reached, closing");
-            continue;
-        };
-        let state = Arc::clone(&state);
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(err) = handle_connection(stream, state, shutdown, limits).await {
-                tracing::debug!(%peer, %err, "admin: connection error");
+        let (id, closed) = {
+            let mut slots = slots.lock();
+            if slots.open.len() >= limits.max_connections {
+                tracing::debug!(%peer, "admin: connection limit reached, closing the idlest");
+                slots.evict_idlest();
             }
-            drop(permit);
-        });
+            slots.add()
+        };
+        tasks.spawn(connection(
+            stream,
+            Conn {
+                id,
+                slots: Arc::clone(&slots),
+                state: Arc::clone(&state),
+                access: Arc::clone(&access),
+                limits,
+            },
+            closed,
+            shutdown.clone(),
+        ));
+        // Let the new connection read its request (and an evicted one close)
+        // before accepting the next: on this single-threaded runtime a burst
+        // of accepts would otherwise run ahead of every connection.
+        tokio::task::yield_now().await;
     }
     // Refuse new connections now rather than when the drain below finishes.
     drop(listener);
-    // Every task holds a permit until it ends, so getting all of them back
-    // means every connection is done.
-    let all = u32::try_from(max).unwrap_or(u32::MAX);
-    let _ = permits.acquire_many(all).await;
+    while tasks.join_next().await.is_some() {}
 }
 
 /// Resolves once shutdown is requested or can no longer be requested.
@@ -136,513 +190,63 @@ async fn shutdown_signalled(shutdown: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Serves sequential requests on one connection until either side closes it.
-async fn handle_connection(
-    mut stream: TcpStream,
+/// What one connection's task shares with the server.
+struct Conn {
+    id: u64,
+    slots: Arc<Mutex<Slots>>,
     state: Arc<dyn AdminState>,
+    access: Arc<Access>,
+    limits: AdminLimits,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.slots.lock().open.remove(&self.id);
+    }
+}
+
+/// Serves one connection until either side closes it, the header timeout
+/// fires, it is closed for room, or shutdown comes.
+async fn connection(
+    stream: TcpStream,
+    conn: Conn,
+    mut closed: oneshot::Receiver<()>,
     mut shutdown: watch::Receiver<bool>,
-    limits: AdminLimits,
-) -> io::Result<()> {
-    // Holds the head being read plus any pipelined bytes after it.
-    let mut buf = Vec::with_capacity(1024);
-    loop {
-        let read = tokio::select! {
-            biased;
-            // Between requests there is nothing to finish, so close at once.
-            () = shutdown_signalled(&mut shutdown) => return Ok(()),
-            read = timeout(
-                limits.head_timeout,
-                read_head(&mut stream, &mut buf, limits.max_head_bytes),
-            ) => read,
-        };
-        let head_len = match read {
-            // Too slow, or an idle keep-alive connection: nobody is waiting
-            // for an answer, so just close.
-            Err(_elapsed) => return Ok(()),
-            Ok(Err(err)) => return Err(err),
-            Ok(Ok(HeadRead::Eof)) => return Ok(()),
-            Ok(Ok(HeadRead::TooLarge)) => {
-                let response = error_response(431, "request header fields too large\n");
-                return reply_and_close(stream, &response, limits).await;
-            }
-            Ok(Ok(HeadRead::Complete(len))) => len,
-        };
-        let Ok(request) = parse_head(&buf[..head_len]) else {
-            let response = error_response(400, "bad request\n");
-            return reply_and_close(stream, &response, limits).await;
-        };
-        // A HEAD reply must announce the GET body's length, so route it as
-        // GET and leave the body out when writing.
-        let head_only = request.method == "HEAD";
-        let method = if head_only { "GET" } else { request.method };
-        let response = respond(&*state, method, request.target);
-        let connection = match (request.keep_alive, request.http10) {
-            (false, _) => Connection::Close,
-            (true, true) => Connection::KeepAlive,
-            (true, false) => Connection::Persistent,
-        };
-        let bytes = encode_response(&response, head_only, connection);
-        match timeout(limits.write_timeout, stream.write_all(&bytes)).await {
-            Err(_elapsed) => return Ok(()),
-            Ok(result) => result?,
-        }
-        if !request.keep_alive {
-            close_gracefully(stream).await;
-            return Ok(());
-        }
-        buf.drain(..head_len);
-    }
-}
-
-async fn reply_and_close(
-    mut stream: TcpStream,
-    response: &Response,
-    limits: AdminLimits,
-) -> io::Result<()> {
-    let bytes = encode_response(response, false, Connection::Close);
-    match timeout(limits.write_timeout, stream.write_all(&bytes)).await {
-        Err(_elapsed) => return Ok(()),
-        Ok(result) => result?,
-    }
-    close_gracefully(stream).await;
-    Ok(())
-}
-
-/// Closing a socket that still has unread input makes the kernel send RST,
-/// and an RST can destroy the response before the client reads it (the
-/// 431 and request-with-body cases leave input unread). So half-close first,
-/// then discard input for a bounded time before dropping the socket.
-async fn close_gracefully(mut stream: TcpStream) {
-    if stream.shutdown().await.is_err() {
-        return;
-    }
-    let drain = async {
-        let mut sink = [0u8; 4096];
-        let mut drained = 0;
-        while drained < LINGER_MAX_BYTES {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => drained += n,
+) {
+    let conn = Arc::new(conn);
+    let service = {
+        let conn = Arc::clone(&conn);
+        service_fn(move |request: Request<Incoming>| {
+            conn.slots.lock().touch(conn.id);
+            let (head, _body) = request.into_parts();
+            let response = respond(&*conn.state, &conn.access, &head).map(Full::new);
+            std::future::ready(Ok::<_, Infallible>(response))
+        })
+    };
+    let limits = conn.limits;
+    let http = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_header_size(limits.max_header_bytes)
+        .max_buf_size(limits.max_header_bytes.max(MIN_READ_BUFFER))
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(http);
+    let result = tokio::select! {
+        result = http.as_mut() => result,
+        // Closed for room: dropping the connection closes the socket.
+        _ = &mut closed => return,
+        () = shutdown_signalled(&mut shutdown) => {
+            // Closes at once between requests, after the reply otherwise;
+            // a client that does not read its reply gets no longer than a
+            // request head would.
+            http.as_mut().graceful_shutdown();
+            match tokio::time::timeout(limits.header_timeout, http.as_mut()).await {
+                Ok(result) => result,
+                Err(_elapsed) => return,
             }
         }
     };
-    let _ = timeout(LINGER_TIMEOUT, drain).await;
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum HeadRead {
-    /// `buf[..len]` is a complete head, terminator included.
-    Complete(usize),
-    TooLarge,
-    /// The peer closed before sending a complete head.
-    Eof,
-}
-
-/// Reads into `buf` until it holds a complete head. `buf` never grows past
-/// `max`, so a client cannot make it allocate more than that.
-async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, max: usize) -> io::Result<HeadRead> {
-    let mut chunk = [0u8; 2048];
-    loop {
-        // RFC 9112 section 2.2: ignore empty lines before a request line.
-        let blank = buf
-            .iter()
-            .take_while(|&&b| b == b'\r' || b == b'\n')
-            .count();
-        buf.drain(..blank);
-        if let Some(end) = find_head_end(buf) {
-            return Ok(HeadRead::Complete(end));
-        }
-        if buf.len() >= max {
-            return Ok(HeadRead::TooLarge);
-        }
-        let want = (max - buf.len()).min(chunk.len());
-        let n = stream.read(&mut chunk[..want]).await?;
-        if n == 0 {
-            return Ok(HeadRead::Eof);
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Length of the head up to and including the empty line that ends it.
-/// Accepts bare LF line ends as well as CRLF, as RFC 9112 allows.
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    let mut line_start = 0;
-    for (i, &b) in buf.iter().enumerate() {
-        if b == b'\n' {
-            let line = &buf[line_start..i];
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.is_empty() && line_start > 0 {
-                return Some(i + 1);
-            }
-            line_start = i + 1;
-        }
-    }
-    None
-}
-
-/// The parts of a request the server acts on.
-#[derive(Debug, PartialEq, Eq)]
-struct Request<'a> {
-    method: &'a str,
-    /// Path and query, from origin-form or absolute-form.
-    target: &'a str,
-    http10: bool,
-    keep_alive: bool,
-}
-
-/// The head is not valid HTTP/1.x; answered with 400 and a close.
-#[derive(Debug, PartialEq, Eq)]
-struct BadRequest;
-
-fn parse_head(head: &[u8]) -> Result<Request<'_>, BadRequest> {
-    let mut lines = head
-        .split(|&b| b == b'\n')
-        .map(|line| line.strip_suffix(b"\r").unwrap_or(line));
-    let request_line = lines.next().ok_or(BadRequest)?;
-    let mut parts = request_line.split(|&b| b == b' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(BadRequest);
-    };
-    if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
-        return Err(BadRequest);
-    }
-    if target.is_empty() || !target.iter().all(|b| (0x21..=0x7e).contains(b)) {
-        return Err(BadRequest);
-    }
-    let http10 = match version {
-        b"HTTP/1.1" => false,
-        b"HTTP/1.0" => true,
-        _ => return Err(BadRequest),
-    };
-
-    let mut close = false;
-    let mut keep_alive_token = false;
-    let mut has_body = false;
-    for line in lines.take_while(|line| !line.is_empty()) {
-        // Obsolete line folding is rejected, as RFC 9112 section 5.2 permits.
-        if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
-            return Err(BadRequest);
-        }
-        let colon = line.iter().position(|&b| b == b':').ok_or(BadRequest)?;
-        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
-        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
-            return Err(BadRequest);
-        }
-        if name.eq_ignore_ascii_case(b"connection") {
-            for option in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                close |= option.eq_ignore_ascii_case(b"close");
-                keep_alive_token |= option.eq_ignore_ascii_case(b"keep-alive");
-            }
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
-                return Err(BadRequest);
-            }
-            has_body |= value.iter().any(|&b| b != b'0');
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            has_body = true;
-        }
-    }
-
-    let method = std::str::from_utf8(method).map_err(|_| BadRequest)?;
-    let target = std::str::from_utf8(target).map_err(|_| BadRequest)?;
-    let target = request_path(target).ok_or(BadRequest)?;
-    Ok(Request {
-        method,
-        target,
-        http10,
-        // The server never reads bodies, so after one the stream position is
-        // unknown and the connection cannot carry another request.
-        keep_alive: !close && !has_body && (!http10 || keep_alive_token),
-    })
-}
-
-/// The path-and-query of a request target. Absolute-form must be accepted by
-/// servers (RFC 9112 section 3.2.2) even though only proxies send it.
-fn request_path(target: &str) -> Option<&str> {
-    if target.starts_with('/') || target == "*" {
-        return Some(target);
-    }
-    let (scheme, rest) = target.split_once("://")?;
-    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-        return None;
-    }
-    match rest.find(['/', '?']) {
-        Some(i) if rest[i..].starts_with('/') => Some(&rest[i..]),
-        _ => Some("/"),
-    }
-}
-
-/// Token characters (RFC 9110 section 5.6.2), used by methods and header names.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// What the `Connection` header of a response says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Connection {
-    /// HTTP/1.1 default: persistent, no header needed.
-    Persistent,
-    /// HTTP/1.0 client asked for keep-alive and must be told it got it.
-    KeepAlive,
-    Close,
-}
-
-fn error_response(status: u16, body: &str) -> Response {
-    Response {
-        status,
-        content_type: TEXT_PLAIN,
-        body: body.as_bytes().to_vec(),
-    }
-}
-
-fn encode_response(response: &Response, head_only: bool, connection: Connection) -> Vec<u8> {
-    use std::fmt::Write;
-
-    let mut head = String::with_capacity(192);
-    // Writing into a String cannot fail.
-    let _ = write!(
-        head,
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
-        response.status,
-        reason_phrase(response.status),
-        response.content_type,
-        response.body.len(),
-    );
-    if response.status == 405 {
-        let _ = write!(head, "Allow: {ALLOWED_METHODS}\r\n");
-    }
-    // Probes and scrapes must always see the current state.
-    head.push_str("Cache-Control: no-store\r\n");
-    match connection {
-        Connection::Persistent => {}
-        Connection::KeepAlive => head.push_str("Connection: keep-alive\r\n"),
-        Connection::Close => head.push_str("Connection: close\r\n"),
-    }
-    head.push_str("\r\n");
-    let mut bytes = head.into_bytes();
-    if !head_only {
-        bytes.extend_from_slice(&response.body);
-    }
-    bytes
-}
-
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        // The reason phrase is optional; clients must not rely on it.
-        _ => "",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn parse(head: &str) -> Result<Request<'_>, BadRequest> {
-        parse_head(head.as_bytes())
-    }
-
-    #[test]
-    fn head_end_accepts_crlf_and_bare_lf() {
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nrest"), Some(18));
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\n\nrest"), Some(16));
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\n"), Some(24));
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n"), None);
-        assert_eq!(find_head_end(b""), None);
-    }
-
-    #[test]
-    fn parses_http11_request_as_persistent() {
-        let request = parse("GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n");
-        assert_eq!(
-            request,
-            Ok(Request {
-                method: "GET",
-                target: "/metrics?x=1",
-                http10: false,
-                keep_alive: true,
-            })
-        );
-    }
-
-    #[test]
-    fn connection_header_decides_persistence() {
-        let keep = |head| parse(head).map(|r| r.keep_alive);
-        assert_eq!(
-            keep("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"),
-            Ok(false)
-        );
-        assert_eq!(
-            keep("GET / HTTP/1.1\r\nconnection:  Upgrade, CLOSE \r\n\r\n"),
-            Ok(false)
-        );
-        assert_eq!(keep("GET / HTTP/1.0\r\n\r\n"), Ok(false));
-        assert_eq!(
-            keep("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"),
-            Ok(true)
-        );
-        assert_eq!(
-            keep("GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"),
-            Ok(false)
-        );
-    }
-
-    #[test]
-    fn a_body_ends_the_connection() {
-        let keep = |head| parse(head).map(|r| r.keep_alive);
-        assert_eq!(
-            keep("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n"),
-            Ok(false)
-        );
-        assert_eq!(
-            keep("POST / HTTP/1.1\r\nContent-Length: 000\r\n\r\n"),
-            Ok(true)
-        );
-        assert_eq!(
-            keep("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            Ok(false)
-        );
-        assert_eq!(
-            parse("POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n"),
-            Err(BadRequest)
-        );
-        assert_eq!(
-            parse("POST / HTTP/1.1\r\nContent-Length:\r\n\r\n"),
-            Err(BadRequest)
-        );
-        assert_eq!(
-            parse("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n")
-                .map(|r| r.keep_alive),
-            Ok(false)
-        );
-    }
-
-    #[test]
-    fn absolute_form_targets_become_paths() {
-        let target = |head| parse(head).map(|r| r.target);
-        assert_eq!(
-            target("GET http://h:9/ready?x HTTP/1.1\r\n\r\n"),
-            Ok("/ready?x")
-        );
-        assert_eq!(target("GET HTTPS://h HTTP/1.1\r\n\r\n"), Ok("/"));
-        assert_eq!(target("GET http://h?q=/health HTTP/1.1\r\n\r\n"), Ok("/"));
-        assert_eq!(target("OPTIONS * HTTP/1.1\r\n\r\n"), Ok("*"));
-        assert_eq!(
-            target("GET ftp://h/ready HTTP/1.1\r\n\r\n"),
-            Err(BadRequest)
-        );
-        assert_eq!(target("GET health HTTP/1.1\r\n\r\n"), Err(BadRequest));
-    }
-
-    #[test]
-    fn malformed_heads_are_rejected() {
-        for head in [
-            "\r\n\r\n",
-            "GET\r\n\r\n",
-            "GET /\r\n\r\n",
-            "GET  / HTTP/1.1\r\n\r\n",
-            "GET / HTTP/1.1 extra\r\n\r\n",
-            "GET / HTTP/2.0\r\n\r\n",
-            "GET / http/1.1\r\n\r\n",
-            "G(T / HTTP/1.1\r\n\r\n",
-            "GET /\x7f HTTP/1.1\r\n\r\n",
-            "GET /\u{e9} HTTP/1.1\r\n\r\n",
-            "GET / HTTP/1.1\r\nNoColon\r\n\r\n",
-            "GET / HTTP/1.1\r\n: empty-name\r\n\r\n",
-            "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
-            "GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
-        ] {
-            assert_eq!(parse(head), Err(BadRequest), "{head:?}");
-        }
-        assert_eq!(parse_head(b"GET /\xff HTTP/1.1\r\n\r\n"), Err(BadRequest));
-    }
-
-    #[test]
-    fn non_utf8_header_values_are_ignored() {
-        assert!(parse_head(b"GET / HTTP/1.1\r\nX-Junk: \xff\xfe\r\n\r\n").is_ok());
-    }
-
-    #[test]
-    fn encodes_status_line_length_and_connection() {
-        let response = error_response(405, "method not allowed\n");
-        let bytes = encode_response(&response, false, Connection::Close);
-        assert_eq!(
-            String::from_utf8(bytes).ok(),
-            Some(
-                "HTTP/1.1 405 Method Not Allowed\r\n\
-                 Content-Type: text/plain; charset=utf-8\r\n\
-                 Content-Length: 19\r\n\
-                 Allow: GET, HEAD\r\n\
-                 Cache-Control: no-store\r\n\
-                 Connection: close\r\n\r\n\
-                 method not allowed\n"
-                    .to_string()
-            )
-        );
-        let head = encode_response(&error_response(200, "ok\n"), true, Connection::KeepAlive);
-        assert_eq!(
-            String::from_utf8(head).ok(),
-            Some(
-                "HTTP/1.1 200 OK\r\n\
-                 Content-Type: text/plain; charset=utf-8\r\n\
-                 Content-Length: 3\r\n\
-                 Cache-Control: no-store\r\n\
-                 Connection: keep-alive\r\n\r\n"
-                    .to_string()
-            )
-        );
-    }
-
-    fn http_ish() -> impl Strategy<Value = Vec<u8>> {
-        let fragments: Vec<&[u8]> = vec![
-            b"GET",
-            b"HEAD",
-            b" ",
-            b"/health",
-            b"/ready?",
-            b"http://",
-            b"HTTP/1.1",
-            b"HTTP/1.0",
-            b"\r\n",
-            b"\n",
-            b"\r",
-            b":",
-            b",",
-            b"Connection",
-            b"close",
-            b"keep-alive",
-            b"Content-Length",
-            b"5",
-            b"\t",
-            b"\x00",
-            b"\xff",
-            b"\xc3\xa9",
-            b"*",
-        ];
-        prop::collection::vec(prop::sample::select(fragments), 0..40)
-            .prop_map(|parts| parts.concat())
-    }
-
-    proptest! {
-        #[test]
-        fn parsing_never_panics_and_only_yields_valid_requests(
-            bytes in prop_oneof![prop::collection::vec(any::<u8>(), 0..256), http_ish()]
-        ) {
-            let _ = find_head_end(&bytes);
-            if let Ok(request) = parse_head(&bytes) {
-                prop_assert!(!request.method.is_empty());
-                prop_assert!(request.method.bytes().all(is_tchar));
-                prop_assert!(request.target.starts_with('/') || request.target == "*");
-            }
-        }
+    if let Err(err) = result {
+        tracing::debug!(%err, "admin: connection error");
     }
 }

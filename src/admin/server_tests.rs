@@ -1,5 +1,7 @@
 //! In-process tests of the admin server over real sockets: one server per test
-//! on 127.0.0.1:0, raw HTTP bytes in, parsed replies out.
+//! on 127.0.0.1:0, raw HTTP bytes in, parsed replies out. The routes
+//! themselves are tested without a socket in `mod.rs`; these test what the
+//! server adds: framing, keep-alive, limits, eviction and shutdown.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
-use super::{serve_with_limits, AdminLimits, AdminState, PromWriter};
+use super::{serve, Access, AdminLimits, AdminState, PromWriter};
 
 /// Long enough for a loaded CI machine, short enough that a hang fails fast.
 const WAIT: Duration = Duration::from_secs(5);
@@ -40,6 +42,10 @@ struct Server {
     task: JoinHandle<()>,
 }
 
+fn limits() -> AdminLimits {
+    AdminLimits::from_config(&crate::config::Config::default().admin_http)
+}
+
 async fn start(limits: AdminLimits) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local_addr");
@@ -47,7 +53,8 @@ async fn start(limits: AdminLimits) -> Server {
         ready: AtomicBool::new(false),
     });
     let (shutdown, rx) = watch::channel(false);
-    let task = tokio::spawn(serve_with_limits(listener, state.clone(), rx, limits));
+    let access = Access::new(None, &[], addr);
+    let task = tokio::spawn(serve(listener, state.clone(), access, rx, limits));
     Server {
         addr,
         state,
@@ -86,7 +93,8 @@ async fn read_reply(conn: &mut BufReader<TcpStream>, head: bool) -> Reply {
         let mut line = String::new();
         conn.read_line(&mut line).await.expect("status line");
         let mut parts = line.trim_end().splitn(3, ' ');
-        assert_eq!(parts.next(), Some("HTTP/1.1"), "status line {line:?}");
+        let version = parts.next().unwrap_or_default();
+        assert!(version.starts_with("HTTP/1."), "status line {line:?}");
         let status = parts.next().and_then(|s| s.parse().ok()).expect("status");
         let mut headers = Vec::new();
         loop {
@@ -140,14 +148,18 @@ async fn assert_closed(conn: &mut BufReader<TcpStream>) {
 
 #[tokio::test]
 async fn keep_alive_serves_sequential_requests_on_one_connection() {
-    let server = start(AdminLimits::default()).await;
+    let server = start(limits()).await;
     let mut conn = connect(server.addr).await;
 
-    let health = request(&mut conn, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let health = request(&mut conn, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     assert_eq!((health.status, health.body()), (200, "ok\n"));
     assert_eq!(health.header("connection"), None);
 
-    let metrics = request(&mut conn, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let metrics = request(
+        &mut conn,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
     assert_eq!(metrics.status, 200);
     assert_eq!(
         metrics.header("content-type"),
@@ -158,11 +170,11 @@ async fn keep_alive_serves_sequential_requests_on_one_connection() {
 
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order() {
-    let server = start(AdminLimits::default()).await;
+    let server = start(limits()).await;
     let mut conn = connect(server.addr).await;
     conn.get_mut()
         .write_all(
-            b"GET /ready HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\n",
+            b"GET /ready HTTP/1.1\r\nHost: localhost\r\n\r\nGET /nope HTTP/1.1\r\nHost: localhost\r\n\r\nGET /health HTTP/1.1\r\nHost: localhost\r\n\r\n",
         )
         .await
         .expect("write");
@@ -173,16 +185,16 @@ async fn pipelined_requests_are_answered_in_order() {
 
 #[tokio::test]
 async fn readiness_flips_with_state() {
-    let server = start(AdminLimits::default()).await;
+    let server = start(limits()).await;
     let mut conn = connect(server.addr).await;
-    let before = request(&mut conn, "GET /ready HTTP/1.1\r\n\r\n").await;
+    let before = request(&mut conn, "GET /ready HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     assert_eq!((before.status, before.body()), (503, "not ready\n"));
     server.state.ready.store(true, Ordering::SeqCst);
-    let after = request(&mut conn, "GET /ready HTTP/1.1\r\n\r\n").await;
+    let after = request(&mut conn, "GET /ready HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     assert_eq!((after.status, after.body()), (200, "ready\n"));
     server.state.ready.store(false, Ordering::SeqCst);
     assert_eq!(
-        request(&mut conn, "GET /ready HTTP/1.1\r\n\r\n")
+        request(&mut conn, "GET /ready HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .await
             .status,
         503
@@ -191,35 +203,44 @@ async fn readiness_flips_with_state() {
 
 #[tokio::test]
 async fn head_announces_get_length_without_sending_a_body() {
-    let server = start(AdminLimits::default()).await;
+    let server = start(limits()).await;
     let mut conn = connect(server.addr).await;
-    let head = request(&mut conn, "HEAD /metrics HTTP/1.1\r\n\r\n").await;
+    let head = request(
+        &mut conn,
+        "HEAD /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
     assert_eq!(head.status, 200);
     assert_eq!(
         head.header("content-length"),
         Some(METRICS.len().to_string().as_str())
     );
     // Any stray body bytes would be read as this reply's status line.
-    let next = request(&mut conn, "GET /health HTTP/1.1\r\n\r\n").await;
+    let next = request(&mut conn, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     assert_eq!(next.body(), "ok\n");
 }
 
 #[tokio::test]
 async fn wrong_method_gets_405_with_allow() {
-    let server = start(AdminLimits::default()).await;
+    let server = start(limits()).await;
     let mut conn = connect(server.addr).await;
-    let reply = request(&mut conn, "DELETE /metrics HTTP/1.1\r\n\r\n").await;
+    let reply = request(
+        &mut conn,
+        "DELETE /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
     assert_eq!(reply.status, 405);
     assert_eq!(reply.header("allow"), Some("GET, HEAD"));
 }
 
 #[tokio::test]
 async fn http10_closes_unless_keep_alive_is_asked_for() {
-    let server = start(AdminLimits::default()).await;
+    let server = start(limits()).await;
 
     let mut conn = connect(server.addr).await;
     let reply = request(&mut conn, "GET /health HTTP/1.0\r\n\r\n").await;
-    assert_eq!(reply.header("connection"), Some("close"));
+    assert_eq!((reply.status, reply.body()), (200, "ok\n"));
+    assert_ne!(reply.header("connection"), Some("keep-alive"));
     assert_closed(&mut conn).await;
 
     let mut conn = connect(server.addr).await;
@@ -236,11 +257,11 @@ async fn http10_closes_unless_keep_alive_is_asked_for() {
 
 #[tokio::test]
 async fn connection_close_is_honoured() {
-    let server = start(AdminLimits::default()).await;
+    let server = start(limits()).await;
     let mut conn = connect(server.addr).await;
     let reply = request(
         &mut conn,
-        "GET /health HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert_eq!(
@@ -251,57 +272,63 @@ async fn connection_close_is_honoured() {
 }
 
 #[tokio::test]
-async fn request_with_body_is_answered_then_closed() {
-    let server = start(AdminLimits::default()).await;
+async fn a_request_body_is_skipped_and_the_connection_goes_on() {
+    let server = start(limits()).await;
     let mut conn = connect(server.addr).await;
     let reply = request(
         &mut conn,
-        "POST /health HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+        "POST /health HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello",
     )
     .await;
     assert_eq!(reply.status, 405);
-    assert_eq!(reply.header("connection"), Some("close"));
-    assert_closed(&mut conn).await;
+    let next = request(&mut conn, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert_eq!((next.status, next.body()), (200, "ok\n"));
 }
 
 #[tokio::test]
 async fn oversized_head_gets_431_and_close() {
-    let server = start(AdminLimits::default()).await;
+    let server = start(limits()).await;
     let mut conn = connect(server.addr).await;
     let raw = format!(
-        "GET /health HTTP/1.1\r\nX-Pad: {}\r\n\r\n",
+        "GET /health HTTP/1.1\r\nHost: localhost\r\nX-Pad: {}\r\n\r\n",
         "a".repeat(9000)
     );
-    let reply = request(&mut conn, &raw).await;
+    conn.get_mut()
+        .write_all(raw.as_bytes())
+        .await
+        .expect("write");
+    let reply = read_reply(&mut conn, false).await;
     assert_eq!(reply.status, 431);
-    assert_eq!(reply.header("connection"), Some("close"));
     assert_closed(&mut conn).await;
 }
 
 #[tokio::test]
-async fn head_exactly_at_the_limit_is_accepted() {
-    let limits = AdminLimits {
-        max_head_bytes: 64,
-        ..AdminLimits::default()
+async fn the_header_limit_is_configurable() {
+    let server = start(AdminLimits {
+        max_header_bytes: 1024,
+        ..limits()
+    })
+    .await;
+    let head = |pad: usize| {
+        format!(
+            "GET /health HTTP/1.1\r\nHost: localhost\r\nX: {}\r\n\r\n",
+            "a".repeat(pad)
+        )
     };
-    let server = start(limits).await;
-    let fixed = "GET /health HTTP/1.1\r\nX: \r\n\r\n".len();
-    let fits = format!(
-        "GET /health HTTP/1.1\r\nX: {}\r\n\r\n",
-        "a".repeat(64 - fixed)
-    );
     let mut conn = connect(server.addr).await;
-    assert_eq!(request(&mut conn, &fits).await.status, 200);
-    let too_big = format!(
-        "GET /health HTTP/1.1\r\nX: {}\r\n\r\n",
-        "a".repeat(65 - fixed)
-    );
-    assert_eq!(request(&mut conn, &too_big).await.status, 431);
+    assert_eq!(request(&mut conn, &head(900)).await.status, 200);
+    let mut conn = connect(server.addr).await;
+    conn.get_mut()
+        .write_all(head(1100).as_bytes())
+        .await
+        .expect("write");
+    assert_eq!(read_reply(&mut conn, false).await.status, 431);
+    assert_closed(&mut conn).await;
 }
 
 #[tokio::test]
 async fn garbage_gets_400_and_the_server_keeps_serving() {
-    let server = start(AdminLimits::default()).await;
+    let server = start(limits()).await;
     for garbage in [
         &b"\x00\x01\x02garbage\r\n\r\n"[..],
         b"*1\r\n$4\r\nPING\r\n\r\n",
@@ -312,12 +339,11 @@ async fn garbage_gets_400_and_the_server_keeps_serving() {
         conn.get_mut().write_all(garbage).await.expect("write");
         let reply = read_reply(&mut conn, false).await;
         assert_eq!(reply.status, 400, "{garbage:?}");
-        assert_eq!(reply.header("connection"), Some("close"));
         assert_closed(&mut conn).await;
     }
     let mut conn = connect(server.addr).await;
     assert_eq!(
-        request(&mut conn, "GET /health HTTP/1.1\r\n\r\n")
+        request(&mut conn, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .await
             .status,
         200
@@ -326,11 +352,11 @@ async fn garbage_gets_400_and_the_server_keeps_serving() {
 
 #[tokio::test]
 async fn slow_head_is_closed_after_the_timeout() {
-    let limits = AdminLimits {
-        head_timeout: Duration::from_millis(200),
-        ..AdminLimits::default()
-    };
-    let server = start(limits).await;
+    let server = start(AdminLimits {
+        header_timeout: Duration::from_millis(200),
+        ..limits()
+    })
+    .await;
     let mut conn = connect(server.addr).await;
     conn.get_mut()
         .write_all(b"GET /health HTTP/1.1\r\n")
@@ -340,68 +366,111 @@ async fn slow_head_is_closed_after_the_timeout() {
 }
 
 #[tokio::test]
-async fn connections_beyond_the_limit_are_closed() {
-    // A head timeout far beyond WAIT, so only the limit can close `second`.
-    let limits = AdminLimits {
-        max_connections: 1,
-        head_timeout: Duration::from_secs(60),
-        ..AdminLimits::default()
-    };
-    let server = start(limits).await;
-    // A completed request proves the first connection holds the only permit.
-    let mut first = connect(server.addr).await;
-    assert_eq!(
-        request(&mut first, "GET /health HTTP/1.1\r\n\r\n")
-            .await
-            .status,
-        200
-    );
+async fn idle_keep_alive_is_closed_after_the_timeout() {
+    let server = start(AdminLimits {
+        header_timeout: Duration::from_millis(200),
+        ..limits()
+    })
+    .await;
+    let mut conn = connect(server.addr).await;
+    let reply = request(&mut conn, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert_eq!(reply.status, 200);
+    assert_closed(&mut conn).await;
+}
 
-    let mut second = connect(server.addr).await;
-    assert_closed(&mut second).await;
-    assert_eq!(
-        request(&mut first, "GET /health HTTP/1.1\r\n\r\n")
-            .await
-            .status,
-        200
-    );
+/// Whether the server closed `conn` (EOF or reset) within `wait`.
+async fn closed_within(conn: &mut BufReader<TcpStream>, wait: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        timeout(wait, conn.read(&mut byte)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
 
-    // Once the first connection is gone its permit is released; the release
-    // happens on the server's task, so allow it a moment.
-    drop(first);
-    let mut served = false;
-    for _ in 0..50 {
-        let mut conn = connect(server.addr).await;
-        conn.get_mut()
-            .write_all(b"GET /health HTTP/1.1\r\n\r\n")
-            .await
-            .expect("write");
-        let mut status = [0u8; 12];
-        if let Ok(Ok(_)) = timeout(WAIT, conn.read_exact(&mut status)).await {
-            assert_eq!(&status, b"HTTP/1.1 200");
-            served = true;
-            break;
+#[tokio::test]
+async fn a_new_connection_past_the_cap_closes_the_idlest() {
+    // A header timeout far beyond WAIT, so only the cap can close anything.
+    let server = start(AdminLimits {
+        max_connections: 2,
+        header_timeout: Duration::from_secs(60),
+        ..limits()
+    })
+    .await;
+    // `silent` never sends anything; `keep` is a keep-alive connection that
+    // has just been served, so `silent` has waited longer for a request.
+    let mut silent = connect(server.addr).await;
+    let mut keep = connect(server.addr).await;
+    let health = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    assert_eq!(request(&mut keep, health).await.status, 200);
+
+    let mut probe = connect(server.addr).await;
+    assert_eq!(request(&mut probe, health).await.body(), "ok\n");
+    assert!(
+        closed_within(&mut silent, WAIT).await,
+        "the idlest stays open"
+    );
+    // The keep-alive connection was not the idlest and still works.
+    assert_eq!(request(&mut keep, health).await.status, 200);
+
+    // Now `keep` was served last, so the next newcomer closes `probe`.
+    let mut third = connect(server.addr).await;
+    assert_eq!(request(&mut third, health).await.status, 200);
+    assert!(closed_within(&mut probe, WAIT).await, "probe stays open");
+    assert_eq!(request(&mut keep, health).await.status, 200);
+}
+
+#[tokio::test]
+async fn probes_are_answered_under_a_flood_of_idle_connections() {
+    let server = start(AdminLimits {
+        max_connections: 8,
+        header_timeout: Duration::from_secs(60),
+        ..limits()
+    })
+    .await;
+    let addr = server.addr;
+    // 40 idle connections, each reopened as soon as the server closes it.
+    let flood = tokio::spawn(async move {
+        let mut idle: Vec<TcpStream> = Vec::new();
+        loop {
+            for _ in 0..8 {
+                if let Ok(conn) = TcpStream::connect(addr).await {
+                    idle.push(conn);
+                }
+            }
+            if idle.len() > 40 {
+                idle.drain(..8);
+            }
+            tokio::task::yield_now().await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    });
+    for i in 0..50 {
+        let mut probe = connect(addr).await;
+        let reply = request(
+            &mut probe,
+            "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        )
+        .await;
+        assert_eq!((reply.status, reply.body()), (200, "ok\n"), "probe {i}");
     }
-    assert!(served, "permit was never released");
+    flood.abort();
 }
 
 #[tokio::test]
 async fn shutdown_stops_accepting_and_closes_idle_connections() {
-    // A head timeout far beyond WAIT, so only shutdown can close `idle`.
+    // A header timeout far beyond WAIT, so only shutdown can close `idle`.
     let server = start(AdminLimits {
-        head_timeout: Duration::from_secs(60),
-        ..AdminLimits::default()
+        header_timeout: Duration::from_secs(60),
+        ..limits()
     })
     .await;
     let mut idle = connect(server.addr).await;
     assert_eq!(
-        request(&mut idle, "GET /health HTTP/1.1\r\n\r\n")
+        request(&mut idle, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .await
             .status,
         200
     );
+    let mut silent = connect(server.addr).await;
 
     server.shutdown.send(true).expect("server is running");
     timeout(WAIT, server.task)
@@ -409,5 +478,6 @@ async fn shutdown_stops_accepting_and_closes_idle_connections() {
         .expect("serve returns after shutdown")
         .expect("serve task did not panic");
     assert_closed(&mut idle).await;
+    assert_closed(&mut silent).await;
     assert!(TcpStream::connect(server.addr).await.is_err());
 }

@@ -29,6 +29,25 @@ pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// Human-readable lines (coloured only on a terminal).
 pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
 
+// ---- [admin] ----
+
+/// Hosts the admin endpoint answers for besides its own address and the
+/// localhost names: none. A `Host` it does not know is refused (421), so a
+/// web page cannot reach the endpoint through DNS rebinding.
+pub const DEFAULT_ADMIN_ALLOWED_HOSTS: &[&str] = &[];
+/// Admin connections open at once. A new connection past this closes the one
+/// idle longest (waiting for its first request or between keep-alive
+/// requests), so a flood of idle connections cannot lock probes out.
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
+/// Largest request head (request line and headers); larger gets 431.
+pub const DEFAULT_ADMIN_MAX_HEADER_BYTES: usize = 8192;
+/// Smallest accepted `admin.max_header_bytes`: room for a probe with a few
+/// ordinary headers.
+pub const MIN_ADMIN_MAX_HEADER_BYTES: usize = 1024;
+/// Time a connection has to send a whole request head, idle keep-alive time
+/// included; then it is closed.
+pub const DEFAULT_ADMIN_HEADER_TIMEOUT_MS: u64 = 2000;
+
 // ---- [upstream] ----
 
 /// Deployment behind the proxy.

@@ -18,6 +18,7 @@ use super::{ConfigError, LogFormat, Mode, ReadFrom};
 #[serde(default, deny_unknown_fields)]
 pub struct FileConfig {
     pub server: ServerSection,
+    pub admin: AdminSection,
     pub auth: AuthSection,
     pub upstream: UpstreamSection,
     pub limits: LimitsSection,
@@ -39,6 +40,18 @@ pub struct ServerSection {
     pub log_level: Option<String>,
     /// `"text"` or `"json"`.
     pub log_format: Option<LogFormat>,
+}
+
+/// `[admin]`: the admin HTTP endpoint (its address is `server.admin`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Bearer token for the routes that name keys; falls back to `auth.password`.
+    pub token: Option<Secret>,
+    pub allowed_hosts: Option<Vec<String>>,
+    pub max_connections: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    pub header_timeout_ms: Option<u64>,
 }
 
 /// `[auth]`
@@ -156,7 +169,7 @@ impl FileConfig {
 
     /// The file with every field that has a default set to it, i.e. what the
     /// documented `proxy.toml` must parse to. Fields without a default
-    /// (passwords, usernames, the sentinel master name, users) stay `None`.
+    /// (passwords, the admin token, usernames, the sentinel master name, users) stay `None`.
     pub fn with_defaults() -> FileConfig {
         let strings = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         FileConfig {
@@ -166,6 +179,13 @@ impl FileConfig {
                 admin: Some(DEFAULT_ADMIN.to_string()),
                 log_level: Some(DEFAULT_LOG_LEVEL.to_string()),
                 log_format: Some(DEFAULT_LOG_FORMAT),
+            },
+            admin: AdminSection {
+                token: None,
+                allowed_hosts: Some(strings(DEFAULT_ADMIN_ALLOWED_HOSTS)),
+                max_connections: Some(DEFAULT_ADMIN_MAX_CONNECTIONS),
+                max_header_bytes: Some(DEFAULT_ADMIN_MAX_HEADER_BYTES),
+                header_timeout_ms: Some(DEFAULT_ADMIN_HEADER_TIMEOUT_MS),
             },
             auth: AuthSection::default(),
             upstream: UpstreamSection {

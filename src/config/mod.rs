@@ -22,8 +22,8 @@ mod validate;
 
 pub use defaults::*;
 pub use file::{
-    AuthSection, CompressionSection, FileConfig, FileUser, LimitsSection, Secret, ServerSection,
-    StatsSection, TagsSection, UpstreamSection,
+    AdminSection, AuthSection, CompressionSection, FileConfig, FileUser, LimitsSection, Secret,
+    ServerSection, StatsSection, TagsSection, UpstreamSection,
 };
 pub use validate::validate;
 
@@ -68,6 +68,8 @@ pub struct Config {
     pub workers: usize,
     /// Admin HTTP address; `None` when disabled.
     pub admin: Option<SocketAddr>,
+    /// The admin endpoint's access rules and limits (`[admin]`).
+    pub admin_http: AdminConfig,
     /// `tracing` filter directive, e.g. `info` or `respite=debug`.
     pub log_level: String,
     pub log_format: LogFormat,
@@ -77,6 +79,23 @@ pub struct Config {
     pub compression: CompressionConfig,
     pub tags: TagsConfig,
     pub stats: StatsConfig,
+}
+
+// Debug by hand below: it must not print the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Bearer token required by the routes that name keys (`/hotkeys`):
+    /// `admin.token`, or else `auth.password`; `None`: no token is set.
+    pub token: Option<String>,
+    /// Host names accepted in `Host` besides the listen address, loopback
+    /// addresses and the localhost names; lower case, without a final dot.
+    pub allowed_hosts: Vec<String>,
+    /// Connections open at once; a new one past this closes the idlest.
+    pub max_connections: usize,
+    /// Largest request head; larger gets 431 and the connection is closed.
+    pub max_header_bytes: usize,
+    /// Time to receive a whole request head, idle keep-alive time included.
+    pub header_timeout: Duration,
 }
 
 // Debug by hand below: it must not print passwords.
@@ -324,6 +343,18 @@ impl fmt::Debug for AuthConfig {
     }
 }
 
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("token", &redacted(&self.token))
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("max_connections", &self.max_connections)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("header_timeout", &self.header_timeout)
+            .finish()
+    }
+}
+
 impl fmt::Debug for User {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("User")
@@ -455,6 +486,9 @@ fn apply_overrides(file: &mut FileConfig, cli: &Cli) -> Vec<String> {
         file.auth.password = Some(p.clone());
     }
     set(&mut file.upstream.username, &secrets.upstream_username);
+    if let Some(t) = &secrets.admin_token {
+        file.admin.token = Some(t.clone());
+    }
     if let Some(p) = &secrets.upstream_password {
         file.upstream.password = Some(p.clone());
     }

@@ -197,6 +197,32 @@ fn users_and_sentinel_settings_are_carried_over() {
     }
 }
 
+#[test]
+fn the_admin_token_falls_back_to_the_client_password() {
+    let config = validate(parse("[auth]\npassword = \"pw\"")).expect("valid");
+    assert_eq!(config.admin_http.token.as_deref(), Some("pw"));
+    let config =
+        validate(parse("[auth]\npassword = \"pw\"\n[admin]\ntoken = \"t\"")).expect("valid");
+    assert_eq!(config.admin_http.token.as_deref(), Some("t"));
+    assert_eq!(validate(parse("")).expect("valid").admin_http.token, None);
+    assert!(
+        !format!("{config:?}").contains("\"t\""),
+        "token in Debug output"
+    );
+}
+
+#[test]
+fn admin_allowed_hosts_are_kept_in_compared_form() {
+    let config = validate(parse(
+        "[admin]\nallowed_hosts = [\"Proxy.Internal.\", \"10.0.0.1\", \"[FD00::1]\"]",
+    ))
+    .expect("valid");
+    assert_eq!(
+        config.admin_http.allowed_hosts,
+        ["proxy.internal", "10.0.0.1", "[fd00::1]"]
+    );
+}
+
 // ---- every validation rule, each alone ----
 
 #[test]
@@ -211,6 +237,15 @@ fn each_rule_reports_its_own_problem() {
         ),
         ("[server]\nlog_level = \"inf0\"", "server.log_level:"),
         ("[auth]\npassword = \"\"", "auth.password: empty"),
+        ("[admin]\ntoken = \"\"", "admin.token: empty"),
+        ("[admin]\nmax_connections = 0", "admin.max_connections: must be at least 1"),
+        ("[admin]\nmax_header_bytes = 1023", "admin.max_header_bytes: must be at least 1024"),
+        ("[admin]\nheader_timeout_ms = 0", "admin.header_timeout_ms: must be at least 1"),
+        (
+            "[admin]\nallowed_hosts = [\"h.example:80\"]",
+            "admin.allowed_hosts[0]: \"h.example:80\" is not a host name or IP address",
+        ),
+        ("[admin]\nallowed_hosts = [\"[nope]\"]", "admin.allowed_hosts[0]:"),
         (
             "[[auth.users]]\nname = \"\"\npassword = \"x\"",
             "auth.users[0].name: missing or empty",
@@ -478,9 +513,11 @@ fn environment_secrets_override_the_file() {
         upstream_password: Some(Secret("env-upstream".into())),
         sentinel_password: Some(Secret("env-sentinel".into())),
         compression_secret: Some(Secret("env-compression-secret".into())),
+        admin_token: Some(Secret("env-admin".into())),
         not_unicode: Vec::new(),
     };
     let config = load(&cli).expect("valid");
+    assert_eq!(config.admin_http.token.as_deref(), Some("env-admin"));
     assert_eq!(config.auth.password.as_deref(), Some("env-client"));
     assert_eq!(config.upstream.username.as_deref(), Some("env-user"));
     assert_eq!(config.upstream.password.as_deref(), Some("env-upstream"));

@@ -13,8 +13,8 @@ use std::time::Duration;
 use super::defaults::*;
 use super::file::{FileConfig, FileUser, Secret};
 use super::{
-    AuthConfig, CompressionConfig, Config, ConfigError, LimitsConfig, Mode, StatsConfig,
-    TagsConfig, UpstreamConfig, User,
+    AdminConfig, AuthConfig, CompressionConfig, Config, ConfigError, LimitsConfig, Mode,
+    StatsConfig, TagsConfig, UpstreamConfig, User,
 };
 
 /// Level names `tracing` accepts in a filter directive.
@@ -65,6 +65,39 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         password: p.secret("auth.password", file.auth.password),
         users: p.users(file.auth.users.unwrap_or_default()),
     };
+
+    // ---- [admin] ----
+    let a = file.admin;
+    let admin_http = AdminConfig {
+        // A token of its own, or else the clients' password: whoever may use
+        // Redis through the proxy may also see which keys are hot.
+        token: p
+            .secret("admin.token", a.token)
+            .or_else(|| auth.password.clone()),
+        allowed_hosts: p.allowed_hosts(a.allowed_hosts.unwrap_or_else(|| {
+            DEFAULT_ADMIN_ALLOWED_HOSTS
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        })),
+        max_connections: a.max_connections.unwrap_or(DEFAULT_ADMIN_MAX_CONNECTIONS),
+        max_header_bytes: a.max_header_bytes.unwrap_or(DEFAULT_ADMIN_MAX_HEADER_BYTES),
+        header_timeout: Duration::from_millis(
+            a.header_timeout_ms
+                .unwrap_or(DEFAULT_ADMIN_HEADER_TIMEOUT_MS),
+        ),
+    };
+    p.at_least("admin.max_connections", admin_http.max_connections, 1);
+    p.at_least(
+        "admin.max_header_bytes",
+        admin_http.max_header_bytes,
+        MIN_ADMIN_MAX_HEADER_BYTES,
+    );
+    p.at_least(
+        "admin.header_timeout_ms",
+        admin_http.header_timeout.as_millis(),
+        1,
+    );
 
     // ---- [upstream] ----
     let up = file.upstream;
@@ -338,6 +371,7 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
             listen,
             workers,
             admin,
+            admin_http,
             log_level,
             log_format,
             auth,
@@ -410,6 +444,28 @@ impl Problems {
                 );
             }
         }
+    }
+
+    /// `admin.allowed_hosts`: host names or IP addresses without a port,
+    /// kept lower case and without a final dot, the form they are compared in.
+    fn allowed_hosts(&mut self, hosts: Vec<String>) -> Vec<String> {
+        let mut out = Vec::with_capacity(hosts.len());
+        for (i, host) in hosts.into_iter().enumerate() {
+            let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+            let ok = match bare {
+                Some(v6) => v6.parse::<Ipv6Addr>().is_ok(),
+                None => is_hostname(&host),
+            };
+            if !ok {
+                self.add(
+                    format!("admin.allowed_hosts[{i}]"),
+                    format!("{host:?} is not a host name or IP address (no port, no scheme)"),
+                );
+            }
+            let host = host.to_ascii_lowercase();
+            out.push(host.strip_suffix('.').unwrap_or(&host).to_string());
+        }
+        out
     }
 
     fn users(&mut self, users: Vec<FileUser>) -> Vec<User> {

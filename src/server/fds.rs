@@ -16,10 +16,11 @@ use crate::config::{Config, Mode};
 /// number (`CONFIG_MIN_RESERVED_FDS`).
 pub const RESERVED_FDS: u64 = 32;
 
-/// Most admin HTTP connections served at once (see `admin::http`), plus its
+/// Most admin HTTP connections open at once (`admin.max_connections`), plus
+/// the one accepted past it while the idlest is being closed, plus the
 /// listener.
-fn admin_fds() -> u64 {
-    u64::from(crate::admin::AdminLimits::default().max_connections) + 1
+fn admin_fds(config: &Config) -> u64 {
+    config.admin_http.max_connections as u64 + 2
 }
 
 /// Descriptors the configuration needs besides clients and pinned
@@ -45,7 +46,7 @@ pub fn fixed_need(config: &Config) -> u64 {
         Mode::Cluster => per_node * nodes,
     };
     let admin = if config.admin.is_some() {
-        admin_fds()
+        admin_fds(config)
     } else {
         0
     };
@@ -190,9 +191,9 @@ mod tests {
         let base = fixed_need(&c);
         assert_eq!(base, RESERVED_FDS + 1 + 32);
         c.admin = Some("127.0.0.1:0".parse().unwrap());
-        assert_eq!(fixed_need(&c), base + admin_fds());
+        assert_eq!(fixed_need(&c), base + admin_fds(&c));
         c.workers = 2;
-        assert_eq!(fixed_need(&c), base + admin_fds() + 1 + 32);
+        assert_eq!(fixed_need(&c), base + admin_fds(&c) + 1 + 32);
     }
 
     /// An `RLIMIT_NOFILE` in memory: `set` fails above `hard` (or always).
