@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +68,7 @@ struct Slots {
 }
 
 struct Slot {
+    peer: SocketAddr,
     waiting_since: u64,
     /// Dropping it tells the connection's task to close.
     _close: oneshot::Sender<()>,
@@ -79,12 +81,13 @@ impl Slots {
     }
 
     /// Registers a new connection; the receiver resolves when it must close.
-    fn add(&mut self) -> (u64, oneshot::Receiver<()>) {
+    fn add(&mut self, peer: SocketAddr) -> (u64, oneshot::Receiver<()>) {
         let id = self.tick();
         let (close, closed) = oneshot::channel();
         self.open.insert(
             id,
             Slot {
+                peer,
                 waiting_since: id,
                 _close: close,
             },
@@ -107,8 +110,8 @@ impl Slots {
             .iter()
             .min_by_key(|(_, slot)| slot.waiting_since)
             .map(|(&id, _)| id);
-        if let Some(id) = idlest {
-            self.open.remove(&id);
+        if let Some(slot) = idlest.and_then(|id| self.open.remove(&id)) {
+            tracing::debug!(peer = %slot.peer, "admin: connection limit reached, closing the idlest");
         }
     }
 }
@@ -150,10 +153,9 @@ pub async fn serve(
         let (id, closed) = {
             let mut slots = slots.lock();
             if slots.open.len() >= limits.max_connections {
-                tracing::debug!(%peer, "admin: connection limit reached, closing the idlest");
                 slots.evict_idlest();
             }
-            slots.add()
+            slots.add(peer)
         };
         tasks.spawn(connection(
             stream,
