@@ -18,7 +18,7 @@
 //!   request rewriting, reply restoring, byte-level commands.
 //! - [`stats`]: per-key heavy hitters, per-command counters and latency
 //!   histograms; `KEYSTATS`, `HOTKEYS`, `PROXY INFO`.
-//! - [`admin`]: the admin HTTP server (`/health`, `/ready`, `/metrics`).
+//! - [`admin`]: the admin HTTP endpoint on hyper (`/health`, `/ready`, `/metrics`, `/hotkeys`).
 //! - [`metrics`]: counters and their exported names.
 //! - [`tags`]: the tag commands (`TAGSET`, `TAGINVAL`, ...) and their index in Redis.
 #![forbid(unsafe_code)]
