@@ -397,7 +397,8 @@ fn route_replies_are_unchanged() {
     let admin = free_port();
     let i = args.iter().position(|a| a == "--admin").unwrap();
     args[i + 1] = format!("127.0.0.1:{admin}");
-    let _down = Proxy::start_args(args);
+    let mut down = Proxy::start_args(args);
+    down.allow_log("upstream");
     wait_until("the admin port", Duration::from_secs(10), || {
         TcpStream::connect(("127.0.0.1", admin)).is_ok()
     });
