@@ -52,6 +52,7 @@ fn topk(c: &mut Criterion) {
     ));
     let mut rec = stats.recorder(0, 1).unwrap();
     let mut seq = 0u64;
+    let get = respite::command::classify(b"GET");
     // One read batch of 16 GETs, then one drain of their replies, as a
     // session at pipeline 16 does.
     g.bench_function("session_get_pipeline16", |b| {
@@ -60,7 +61,7 @@ fn topk(c: &mut Criterion) {
                 rec.begin_batch();
                 for (i, k) in chunk.iter().enumerate() {
                     let args: [&[u8]; 2] = [b"GET", k];
-                    rec.request(seq + i as u64, 2, |i| args[i], 30);
+                    rec.request(seq + i as u64, get, 2, |i| args[i], 30);
                 }
                 let mut sink = rec.sink();
                 for i in 0..chunk.len() {

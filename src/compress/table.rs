@@ -1,6 +1,9 @@
-//! Which commands carry values, and where: the write commands whose value
+//! Where a request carries values: the write commands whose value
 //! arguments are compressed, the read commands whose replies are restored,
-//! and the commands that look at a value's bytes.
+//! and the commands that look at a value's bytes. Which command is which is
+//! the command table's [`Compress`] class; this reads the arguments.
+
+pub use crate::command::table::Compress;
 
 /// Where a write command's values are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,16 +57,12 @@ pub enum Role {
     Byte(ByteCmd),
 }
 
-/// The role of a request, from its arguments; `None` for every other command.
-/// Malformed requests (wrong arity) get `None` too: Redis words their errors.
-pub fn role<'a>(args: &dyn Fn(usize) -> Option<&'a [u8]>) -> Option<Role> {
-    let name = args(0)?;
-    if name.len() > 12 {
+/// The role of a request of compression class `class`, from its
+/// arguments; `None` for every other command. Malformed requests (wrong
+/// arity) get `None` too: Redis words their errors.
+pub fn role<'a>(class: Compress, args: &dyn Fn(usize) -> Option<&'a [u8]>) -> Option<Role> {
+    if class == Compress::None {
         return None;
-    }
-    let mut lower = [0u8; 12];
-    for (d, s) in lower.iter_mut().zip(name) {
-        *d = s.to_ascii_lowercase();
     }
     let argc = (0..).take_while(|&i| args(i).is_some()).count();
     let read = |shape, per_key| Some(Role::Read { shape, per_key });
@@ -85,47 +84,48 @@ pub fn role<'a>(args: &dyn Fn(usize) -> Option<&'a [u8]>) -> Option<Role> {
             hash_field: false,
         }))
     };
-    match &lower[..name.len()] {
-        b"set" if argc >= 3 => {
+    match class {
+        Compress::None => None,
+        Compress::Set if argc >= 3 => {
             let get = (3..argc).any(|i| args(i).is_some_and(|a| a.eq_ignore_ascii_case(b"get")));
             Some(Role::Write(Values::At(2), get.then_some(Shape::Bulk)))
         }
-        b"setnx" if argc == 3 => Some(Role::Write(Values::At(2), None)),
-        b"getset" if argc == 3 => Some(Role::Write(Values::At(2), Some(Shape::Bulk))),
-        b"setex" | b"psetex" if argc == 4 => Some(Role::Write(Values::At(3), None)),
-        b"mset" | b"msetnx" if argc >= 3 && argc % 2 == 1 => {
+        Compress::SetNx if argc == 3 => Some(Role::Write(Values::At(2), None)),
+        Compress::GetSet if argc == 3 => Some(Role::Write(Values::At(2), Some(Shape::Bulk))),
+        Compress::SetEx if argc == 4 => Some(Role::Write(Values::At(3), None)),
+        Compress::MSet if argc >= 3 && argc % 2 == 1 => {
             Some(Role::Write(Values::KeyValuePairs, None))
         }
-        b"hset" | b"hmset" if argc >= 4 && argc % 2 == 0 => {
+        Compress::HSet if argc >= 4 && argc % 2 == 0 => {
             Some(Role::Write(Values::FieldValuePairs, None))
         }
-        b"hsetnx" if argc == 4 => Some(Role::Write(Values::At(3), None)),
-        b"get" | b"getdel" | b"getex" | b"hget" if argc >= 2 => read(Shape::Bulk, false),
-        b"mget" if argc >= 2 => read(Shape::Array, true),
-        b"hmget" | b"hvals" if argc >= 2 => read(Shape::Array, false),
-        b"hgetall" if argc == 2 => read(Shape::Pairs, false),
-        b"hrandfield"
+        Compress::HSetNx if argc == 4 => Some(Role::Write(Values::At(3), None)),
+        Compress::Get if argc >= 2 => read(Shape::Bulk, false),
+        Compress::MGet if argc >= 2 => read(Shape::Array, true),
+        Compress::HMGet if argc >= 2 => read(Shape::Array, false),
+        Compress::HGetAll if argc == 2 => read(Shape::Pairs, false),
+        Compress::HRandField
             if argc == 4 && args(3).is_some_and(|a| a.eq_ignore_ascii_case(b"withvalues")) =>
         {
             read(Shape::Pairs, false)
         }
-        b"strlen" if argc == 2 => reader(vec![1]),
-        b"getrange" | b"substr" if argc == 4 => reader(vec![1]),
-        b"getbit" if argc == 3 => reader(vec![1]),
-        b"bitcount" | b"bitpos" | b"bitfield_ro" if argc >= 2 => reader(vec![1]),
-        b"lcs" if argc >= 3 => reader(vec![1, 2]),
-        b"hstrlen" if argc == 3 => Some(Role::Byte(ByteCmd {
+        Compress::Strlen if argc == 2 => reader(vec![1]),
+        Compress::GetRange if argc == 4 => reader(vec![1]),
+        Compress::GetBit if argc == 3 => reader(vec![1]),
+        Compress::BitRead if argc >= 2 => reader(vec![1]),
+        Compress::Lcs if argc >= 3 => reader(vec![1, 2]),
+        Compress::HStrlen if argc == 3 => Some(Role::Byte(ByteCmd {
             writer: false,
             keys: vec![1],
             dest: None,
             keep_ttl: false,
             hash_field: true,
         })),
-        b"append" if argc == 3 => writer(vec![1], 1, true),
-        b"setrange" if argc == 4 => writer(vec![1], 1, true),
-        b"setbit" if argc == 4 => writer(vec![1], 1, true),
-        b"bitfield" if argc >= 2 => writer(vec![1], 1, true),
-        b"bitop" if argc >= 4 => writer((3..argc).collect(), 2, false),
+        Compress::Append if argc == 3 => writer(vec![1], 1, true),
+        Compress::SetRange if argc == 4 => writer(vec![1], 1, true),
+        Compress::SetBit if argc == 4 => writer(vec![1], 1, true),
+        Compress::BitField if argc >= 2 => writer(vec![1], 1, true),
+        Compress::BitOp if argc >= 4 => writer((3..argc).collect(), 2, false),
         _ => None,
     }
 }
@@ -135,7 +135,8 @@ mod tests {
     use super::*;
 
     fn role_of(args: &[&str]) -> Option<Role> {
-        role(&|i| args.get(i).map(|a| a.as_bytes()))
+        let class = crate::command::classify(args[0].as_bytes()).compress;
+        role(class, &|i| args.get(i).map(|a| a.as_bytes()))
     }
 
     #[test]

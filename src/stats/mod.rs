@@ -18,7 +18,7 @@
 //!
 //! Memory is fixed: per-key counters live in a Space-Saving summary of at most
 //! `stats.max_keys` keys (split over the shards), per-command counters in a
-//! table whose names are fixed at startup ([`classify`]).
+//! table whose names are fixed (the command table, [`crate::command::table`]).
 
 pub mod classify;
 pub mod commands;
@@ -26,8 +26,9 @@ pub mod hist;
 pub mod info;
 pub mod topk;
 
+use crate::command::{table, Info};
 use crate::config::StatsConfig;
-use classify::{CmdTable, Outcome};
+use classify::Outcome;
 use hist::Hist;
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::{HashMap, VecDeque};
@@ -51,7 +52,6 @@ pub struct Stats {
     pub max_keys: usize,
     /// Latency bucket bounds, microseconds.
     pub bounds: Arc<[u64]>,
-    pub table: CmdTable,
     shards: Box<[Mutex<Shard>]>,
     started: Instant,
 }
@@ -125,7 +125,6 @@ impl Stats {
     pub fn new(cfg: &StatsConfig, workers: usize) -> Stats {
         let workers = workers.max(1);
         let per_shard = cfg.max_keys.div_ceil(workers).max(1);
-        let table = CmdTable::build();
         let bounds: Arc<[u64]> = cfg.latency_buckets_us.clone().into();
         let shards = (0..workers)
             .map(|_| {
@@ -136,7 +135,7 @@ impl Stats {
                             hist: Hist::new(&bounds),
                             ..Default::default()
                         };
-                        table.len()
+                        table::len()
                     ],
                     totals: Totals::default(),
                     scratch: Vec::new(),
@@ -154,7 +153,6 @@ impl Stats {
             },
             max_keys: cfg.max_keys,
             bounds,
-            table,
             shards,
             started: Instant::now(),
         }
@@ -252,7 +250,7 @@ impl Stats {
     /// Per-command counters summed over the shards, for commands called at
     /// least once, by name.
     pub fn commands(&self) -> Vec<(&str, CmdStat)> {
-        let mut sum: Vec<CmdStat> = vec![CmdStat::default(); self.table.len()];
+        let mut sum: Vec<CmdStat> = vec![CmdStat::default(); table::len()];
         for s in self.shards.iter() {
             let s = s.lock();
             for (a, b) in sum.iter_mut().zip(&s.cmds) {
@@ -267,7 +265,7 @@ impl Stats {
             .into_iter()
             .enumerate()
             .filter(|(_, c)| c.calls > 0)
-            .map(|(i, c)| (self.table.info(i as u16).name.as_str(), c))
+            .map(|(i, c)| (table::by_id(i as u16).name, c))
             .collect();
         out.sort_by(|a, b| a.0.cmp(b.0));
         out
@@ -380,19 +378,25 @@ impl Recorder {
         self.st.batch_t = Instant::now();
     }
 
-    /// A request took reply slot `seq`; `arg(i)` is its argument `i` (name at 0).
+    /// A request of command `cmd` took reply slot `seq`; `arg(i)` is its
+    /// argument `i` (name at 0).
     #[inline]
     pub fn request<'a>(
         &mut self,
         seq: u64,
+        cmd: &'static Info,
         argc: usize,
         arg: impl Fn(usize) -> &'a [u8] + Copy,
         raw_len: usize,
     ) {
         let stats = &*self.stats;
         let st = &mut self.st;
-        let cmd = stats.table.get(arg(0));
-        let info = stats.table.info(cmd);
+        // Names outside the counted set count as `other`, keys and all.
+        let info = if cmd.stat == cmd.id {
+            cmd
+        } else {
+            table::unknown()
+        };
         let sampled = if stats.sample_below == u64::MAX {
             true
         } else {
@@ -415,7 +419,7 @@ impl Recorder {
         st.pending.push_back(Rec {
             seq,
             t: st.batch_t,
-            cmd,
+            cmd: cmd.stat,
             nkeys,
             stored,
             key_bytes: (st.keys.len() - before) as u32,
@@ -544,7 +548,7 @@ impl Shard {
         now: Instant,
         now_ms: u64,
     ) {
-        let info = stats.table.info(rec.cmd);
+        let info = table::by_id(rec.cmd);
         let us = now.saturating_duration_since(rec.t).as_micros() as u64;
         let cs = &mut self.cmds[rec.cmd as usize];
         cs.calls += 1;
@@ -630,7 +634,13 @@ mod tests {
     }
 
     fn req(r: &mut Recorder, seq: u64, args: &[&[u8]]) {
-        r.request(seq, args.len(), |i| args[i], 10);
+        r.request(
+            seq,
+            crate::command::classify(args[0]),
+            args.len(),
+            |i| args[i],
+            10,
+        );
     }
 
     #[test]

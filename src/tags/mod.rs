@@ -24,26 +24,9 @@ pub mod ops;
 pub mod parse;
 pub mod sweep;
 
-/// A tag command (or `COMMAND`, answered for the tag names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cmd {
-    Set,
-    Add,
-    Inval,
-    Keys,
-    Of,
-    Command,
-}
-
-/// Names the command table routes here.
-pub const COMMANDS: [(&str, Cmd); 6] = [
-    ("tagset", Cmd::Set),
-    ("tagadd", Cmd::Add),
-    ("taginval", Cmd::Inval),
-    ("tagkeys", Cmd::Keys),
-    ("tagsof", Cmd::Of),
-    ("command", Cmd::Command),
-];
+/// A tag command (or `COMMAND`, answered for the tag names); the command
+/// table (`crate::command::table`) routes their names here.
+pub use crate::command::TagCmd as Cmd;
 
 /// Test hook, selected by the environment variable
 /// `RESPITE_TAGS_BROKEN_ORDER=1`: `TAGSET` registers the key *before*

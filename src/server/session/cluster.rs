@@ -8,6 +8,7 @@ use super::{Flow, Held, Req, Session, TxWait};
 use crate::cluster::topology::Topology;
 use crate::cluster::{key_slot, parse_redirect, RedirectKind, SlotMap};
 use crate::command::keys::KeyTable;
+use crate::command::table::{self, Cluster, Split};
 use crate::command::Kind;
 use crate::protocol::encode;
 use crate::router::merge::{Merge, SCAN_NODE_BITS};
@@ -59,11 +60,8 @@ impl Session {
                         .is_ok_and(|c| c.flags.contains(crate::command::keys::CmdFlags::READONLY));
                 self.send_to_slot(req.raw, slot, &map, replica_ok, alloc)
             } else {
-                let name = req.name_lower();
-                match name.as_str() {
-                    "mget" | "mset" | "del" | "unlink" | "exists" | "touch" => {
-                        self.split(&name, args, &keys, &map, alloc)
-                    }
+                match req.cmd.cluster {
+                    Cluster::Split(how) => self.split(how, args, &keys, &map, alloc),
                     _ => self.reply_error(alloc, CROSSSLOT),
                 }
             }
@@ -79,7 +77,7 @@ impl Session {
                     let slot = key_slot(args[i]);
                     self.send_to_slot(req.raw, slot, &map, false, alloc)
                 }
-                None => self.keyless(&req.name_lower(), req, args, &map, alloc),
+                None => self.keyless(req, args, &map, alloc),
             }
         };
         self.key_scratch = keys;
@@ -125,14 +123,14 @@ impl Session {
     /// Split a multi-key command into one command per slot, merged in argument order.
     fn split(
         &mut self,
-        name: &str,
+        how: Split,
         args: &[&[u8]],
         keys: &[usize],
         map: &SlotMap,
         alloc: &mut Alloc,
     ) -> Flow {
         // MSET's keys are followed by their values.
-        let per_key = if name == "mset" { 2 } else { 1 };
+        let per_key = if how == Split::PairsAllOk { 2 } else { 1 };
         let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
         for (n, &k) in keys.iter().enumerate() {
             let slot = key_slot(args[k]);
@@ -153,16 +151,16 @@ impl Session {
             encode::command(&mut b, &parts);
             requests.push(b.freeze());
         }
-        let merge = match name {
-            "mget" => Merge::Scatter {
+        let merge = match how {
+            Split::Scatter => Merge::Scatter {
                 positions: groups
                     .iter()
                     .map(|g| g.1.iter().map(|&n| n as u32).collect())
                     .collect(),
                 total: keys.len() as u32,
             },
-            "mset" => Merge::AllOk,
-            _ => Merge::SumInt,
+            Split::PairsAllOk => Merge::AllOk,
+            Split::SumInt => Merge::SumInt,
         };
         let seq = alloc.pending_parts(requests.clone(), merge);
         for (i, ((slot, _), request)) in groups.iter().zip(&requests).enumerate() {
@@ -181,32 +179,28 @@ impl Session {
         Flow::Next
     }
 
-    /// Keyless commands. Each arm says why it goes where it goes.
-    fn keyless(
-        &mut self,
-        name: &str,
-        req: &Req,
-        args: &[&[u8]],
-        map: &SlotMap,
-        alloc: &mut Alloc,
-    ) -> Flow {
+    /// Keyless commands, by the command's cluster policy (the table says
+    /// why each command has its policy).
+    fn keyless(&mut self, req: &Req, args: &[&[u8]], map: &SlotMap, alloc: &mut Alloc) -> Flow {
         let primaries = map.serving_primaries();
         if primaries.is_empty() {
             return self.reply_error(alloc, "CLUSTERDOWN The cluster is down (no slot map yet)");
         }
-        let sub = args
-            .get(1)
-            .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase());
-        match (name, sub.as_deref()) {
-            // Counts and key listings cover every primary's share of the keyspace.
-            ("dbsize", _) => self.all_primaries(req.raw, &primaries, Merge::SumInt, alloc),
-            ("keys", _) => self.all_primaries(req.raw, &primaries, Merge::Concat, alloc),
-            // The keyspace section counts every primary's keys.
-            ("info", _) if info_has_keyspace(&args[1..]) => {
+        let sub = |subs: &[&str]| {
+            args.get(1)
+                .is_some_and(|a| subs.iter().any(|s| a.eq_ignore_ascii_case(s.as_bytes())))
+        };
+        match req.cmd.cluster {
+            Cluster::AllPrimaries(merge) => {
+                self.all_primaries(req.raw, &primaries, merge_of(merge), alloc)
+            }
+            Cluster::AllPrimariesFor(subs, merge) if sub(subs) => {
+                self.all_primaries(req.raw, &primaries, merge_of(merge), alloc)
+            }
+            Cluster::Info if info_has_keyspace(&args[1..]) => {
                 self.all_primaries(req.raw, &primaries, Merge::InfoKeyspace, alloc)
             }
-            // One address, one node: the cluster as a whole, seen as one node.
-            ("cluster", Some("info")) if args.len() == 2 => {
+            Cluster::ClusterCmd if args.len() == 2 && sub(&["info"]) => {
                 let text = cluster_info(map);
                 let mut b = BytesMut::new();
                 if self.st.proto == crate::protocol::Proto::Resp3 {
@@ -218,22 +212,14 @@ impl Session {
                 alloc.ready(b.freeze(), After::Nothing);
                 Flow::Next
             }
-            ("cluster", Some("keyslot")) if args.len() == 3 => {
+            Cluster::ClusterCmd if args.len() == 3 && sub(&["keyslot"]) => {
                 let mut b = BytesMut::new();
                 encode::int(&mut b, key_slot(args[2]) as i64);
                 alloc.ready(b.freeze(), After::Nothing);
                 Flow::Next
             }
-            // Writes to the whole keyspace, or scripts every node must know.
-            ("flushall" | "flushdb", _)
-            | ("script", Some("load" | "flush"))
-            | ("function", Some("load" | "flush" | "delete" | "restore")) => {
-                self.all_primaries(req.raw, &primaries, Merge::AllOk, alloc)
-            }
-            // The cursor names the node (low bits) and that node's cursor.
-            ("scan", _) => self.scan(req, args, &primaries, alloc),
-            // Connection flags of cluster clients: meaningless through one address.
-            ("readonly" | "readwrite" | "asking", _) => {
+            Cluster::Scan => self.scan(req, args, &primaries, alloc),
+            Cluster::Ok => {
                 let mut b = BytesMut::new();
                 encode::simple(&mut b, "OK");
                 alloc.ready(b.freeze(), After::Nothing);
@@ -596,6 +582,15 @@ impl Session {
     /// first key (or channel, for SSUBSCRIBE), else the first primary.
     pub(super) fn pin_addr(&self, req: &Req) -> Arc<str> {
         self.tx_addr(self.tx_slot(req))
+    }
+}
+
+/// The reply merge of a table's all-primaries policy.
+fn merge_of(m: table::Merge) -> Merge {
+    match m {
+        table::Merge::SumInt => Merge::SumInt,
+        table::Merge::Concat => Merge::Concat,
+        table::Merge::AllOk => Merge::AllOk,
     }
 }
 

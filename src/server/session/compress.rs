@@ -59,7 +59,7 @@ impl Session {
         }
         let arg = |i: usize| (i < req.argc()).then(|| req.arg(i));
         let before = alloc.last_seq();
-        match table::role(&arg) {
+        match table::role(req.cmd.compress, &arg) {
             None => {
                 let flow = self.route(req, kind, alloc);
                 self.attach(flow, before, None, in_tx, alloc)
@@ -76,6 +76,7 @@ impl Session {
                         let req = Req {
                             raw: &r.raw,
                             spans: &r.spans,
+                            cmd: req.cmd,
                         };
                         self.route(&req, kind, alloc)
                     }
@@ -263,5 +264,5 @@ fn with_request<T>(raw: &[u8], f: impl FnOnce(&Req) -> T) -> T {
         Ok(Parsed::Frame { .. }) => p.spans().to_vec(),
         _ => Vec::new(),
     };
-    f(&Req { raw, spans: &spans })
+    f(&Req::new(raw, &spans))
 }

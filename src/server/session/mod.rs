@@ -35,13 +35,25 @@ const TRIM_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// Size of the chunks `Session::arena_copy` copies into.
 const ARENA_CHUNK: usize = 4096;
 
-/// A request's arguments over the bytes it arrived in.
+/// A request's arguments over the bytes it arrived in, and its command.
 pub struct Req<'a> {
     pub raw: &'a [u8],
     pub spans: &'a [(u32, u32)],
+    /// What the command table says of the command, classified once here.
+    pub cmd: &'static command::Info,
 }
 
 impl<'a> Req<'a> {
+    /// A request over `raw`, classified by its name.
+    #[inline]
+    pub fn new(raw: &'a [u8], spans: &'a [(u32, u32)]) -> Req<'a> {
+        let cmd = match spans.first() {
+            Some(&(off, len)) => command::classify(&raw[off as usize..off as usize + len as usize]),
+            None => command::table::unknown(),
+        };
+        Req { raw, spans, cmd }
+    }
+
     #[inline]
     pub fn argc(&self) -> usize {
         self.spans.len()
@@ -51,10 +63,6 @@ impl<'a> Req<'a> {
     pub fn arg(&self, i: usize) -> &'a [u8] {
         let (off, len) = self.spans[i];
         &self.raw[off as usize..off as usize + len as usize]
-    }
-
-    pub fn name_lower(&self) -> String {
-        String::from_utf8_lossy(self.arg(0)).to_lowercase()
     }
 }
 
@@ -590,10 +598,7 @@ impl Session {
             parser.set_unauthenticated(!self.st.authed);
             match parser.parse(&rbuf) {
                 Ok(Parsed::Frame { len }) => {
-                    let req = Req {
-                        raw: &rbuf[..len],
-                        spans: parser.spans(),
-                    };
+                    let req = Req::new(&rbuf[..len], parser.spans());
                     let flow = self.handle_counted(&req, &mut alloc);
                     if self.after_request(flow, &mut rbuf, len, &mut n_cmds) {
                         break;
@@ -607,10 +612,7 @@ impl Session {
                     let Ok(Parsed::Frame { .. }) = p.parse(&raw) else {
                         break;
                     };
-                    let req = Req {
-                        raw: &raw,
-                        spans: p.spans(),
-                    };
+                    let req = Req::new(&raw, p.spans());
                     let flow = self.handle_counted(&req, &mut alloc);
                     if self.after_request(flow, &mut rbuf, len, &mut n_cmds) {
                         break;
@@ -681,25 +683,25 @@ impl Session {
     /// Route one request.
     fn handle(&mut self, req: &Req, alloc: &mut Alloc) -> Flow {
         self.st.last_cmd.note(&self.st.meta, req);
-        let spec = command::lookup(req.arg(0));
+        let kind = req.cmd.kind;
         if !self.st.authed
             && !matches!(
-                spec.kind,
+                kind,
                 Kind::Local(Local::Auth | Local::Hello | Local::Quit | Local::Reset)
             )
         {
             return self.reply_error(alloc, "NOAUTH Authentication required.");
         }
         if self.pinned.as_ref().is_some_and(|p| p.passthrough) {
-            return self.handle_passthrough(req, spec.kind, alloc);
+            return self.handle_passthrough(req, kind, alloc);
         }
-        if let Kind::Tag(cmd) = spec.kind {
+        if let Kind::Tag(cmd) = kind {
             return self.tag(cmd, req, alloc);
         }
         if self.ctx.compress.is_some() {
-            return self.handle_compressed(req, spec.kind, alloc);
+            return self.handle_compressed(req, kind, alloc);
         }
-        self.route(req, spec.kind, alloc)
+        self.route(req, kind, alloc)
     }
 
     /// Route one request by its kind (after compression rewrote it, if it did).
@@ -869,7 +871,7 @@ impl Session {
             Kind::Local(
                 l @ (Local::Quit | Local::Auth | Local::Hello | Local::Client | Local::Select),
             ) => self.local(l, req, alloc),
-            _ if self.cluster.is_some() && is_shard_pubsub(req.arg(0)) => {
+            _ if self.cluster.is_some() && is_shard_pubsub(req.cmd) => {
                 self.shard_command(req, alloc)
             }
             _ => {
@@ -950,7 +952,7 @@ impl Session {
             }
             None => return Flow::Next,
         };
-        if self.cluster.is_some() && is_shard_pubsub(req.arg(0)) {
+        if self.cluster.is_some() && is_shard_pubsub(req.cmd) {
             return self.shard_command(req, alloc);
         }
         self.push(&conn, req.raw, None, alloc);
@@ -1319,8 +1321,8 @@ impl std::fmt::Debug for Session {
     }
 }
 
-fn is_shard_pubsub(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"ssubscribe") || name.eq_ignore_ascii_case(b"sunsubscribe")
+fn is_shard_pubsub(cmd: &command::Info) -> bool {
+    matches!(cmd.name, "ssubscribe" | "sunsubscribe")
 }
 
 /// A static reply.

@@ -24,7 +24,7 @@ impl Session {
             && alloc.last_seq().is_some_and(|s| s >= seq)
         {
             if let Some(s) = &mut self.stats {
-                s.request(seq, req.argc(), |i| req.arg(i), req.raw.len());
+                s.request(seq, req.cmd, req.argc(), |i| req.arg(i), req.raw.len());
             }
         }
         flow

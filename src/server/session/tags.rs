@@ -38,7 +38,7 @@ impl Session {
         }
         let in_multi = self.multi_deferred() || self.pinned.as_ref().is_some_and(|p| p.in_multi);
         if in_multi {
-            let name = req.name_lower().to_uppercase();
+            let name = req.cmd.name.to_ascii_uppercase();
             return self.reply_error(alloc, &format!("ERR {name} inside MULTI is not allowed"));
         }
         let args: Vec<&[u8]> = (0..req.argc()).map(|i| req.arg(i)).collect();
@@ -185,10 +185,7 @@ impl Session {
         let Ok(Parsed::Frame { .. }) = parser.parse(&req) else {
             return self.reply_error(alloc, "ERR cannot encode TAGSET");
         };
-        let fwd = Req {
-            raw: &req,
-            spans: parser.spans(),
-        };
+        let fwd = Req::new(&req, parser.spans());
         let before = alloc.last_seq();
         let flow = self.forward(&fwd, alloc);
         if flow == Flow::Next && alloc.last_seq() != before {

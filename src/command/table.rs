@@ -1,0 +1,630 @@
+//! The command table: one entry per command name with everything the proxy
+//! asks about a command, looked up once per request ([`classify`]) and
+//! carried with it (`Req::cmd` in the session).
+//!
+//! Each aspect is written in one list below and interpreted by its consumer:
+//! - [`Kind`]: how the session handles it (`server::session`);
+//! - key positions for statistics ([`KeyRule`], from the built-in key table,
+//!   [`KeyTable::builtin`]); routing by slot searches the key specs of the
+//!   table in use, the upstream's `COMMAND` reply in cluster mode (see
+//!   [`super::keys`]);
+//! - [`Compress`]: the compression class (`compress::table::role`);
+//! - statistics: the counter id, read/write, [`HitRule`] (`stats`);
+//! - [`Cluster`]: the cluster policy and reply merge (`server::session::cluster`);
+//! - [`Near`]: the near-cache class (issue 19; nothing is cached yet).
+//!
+//! Names not in the table get [`Info`] number 0 ([`unknown`]): forwarded as
+//! they are, counted as `other`, routed by whatever keys the key table finds.
+
+use super::keys::{CmdFlags, KeyTable};
+use super::{Kind, Local, NameMap, Oob, TagCmd, Tx};
+use std::sync::OnceLock;
+
+/// Command names this long or longer are not in the table (the longest,
+/// `georadiusbymember_ro`, has 20 bytes; a test checks).
+const MAX_NAME: usize = 24;
+
+/// Everything the proxy knows about one command name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Info {
+    /// Lowercase name; `other` for [`unknown`].
+    pub name: &'static str,
+    /// Index in the table (0: unknown).
+    pub id: u16,
+    pub kind: Kind,
+    /// Statistics: the per-command counter this command counts in: its own
+    /// id for the bounded set of names `/metrics` labels, else 0 (`other`).
+    pub stat: u16,
+    /// Statistics: the command reads / writes its keys.
+    pub read: bool,
+    pub write: bool,
+    /// Statistics: where the keys are.
+    pub keys: KeyRule,
+    /// Statistics: how the reply tells a hit from a miss.
+    pub hit: HitRule,
+    pub compress: Compress,
+    pub cluster: Cluster,
+    pub near: Near,
+}
+
+/// How a reply shows whether a read found its key(s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HitRule {
+    /// Not a lookup: no hit or miss.
+    None,
+    /// Nil (or an empty array for a missing list's pop) is a miss
+    /// (`GET`, `HGET`, `LINDEX`, `ZSCORE`, ...).
+    Nil,
+    /// One array element per key, each nil a miss (`MGET`).
+    EachNil,
+    /// An array whose elements are all nil is a miss (`HMGET`, `ZMSCORE`).
+    AllNil,
+    /// Integer 0 is a miss (`EXISTS`, `HEXISTS`, `SISMEMBER`, `STRLEN`,
+    /// `LLEN`, ...). `EXISTS` with several keys counts one hit per key
+    /// found; which key it was is known only when all or none are.
+    Zero,
+    /// An empty array, map or set is a miss (`HGETALL`, `SMEMBERS`, `LRANGE`, ...).
+    Empty,
+    /// Integer -2 ("no such key") is a miss (`TTL`, `PTTL`, ...).
+    MinusTwo,
+}
+
+/// Where a command's keys are (for statistics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRule {
+    None,
+    /// first, last (negative: from the end), step.
+    Range(i32, i32, i32),
+    /// Movable keys or subcommands: ask the key table.
+    Search,
+}
+
+/// The compression class: which arguments carry values to compress, which
+/// replies carry values to restore, which commands look at a value's bytes.
+/// `compress::table::role` reads the arguments (arity, `GET`, `WITHVALUES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compress {
+    None,
+    /// `SET key value [... GET]`.
+    Set,
+    /// `SETNX key value`.
+    SetNx,
+    /// `GETSET key value`.
+    GetSet,
+    /// `SETEX`/`PSETEX key ttl value`.
+    SetEx,
+    /// `MSET`/`MSETNX key value [key value ...]`.
+    MSet,
+    /// `HSET`/`HMSET key field value [field value ...]`.
+    HSet,
+    /// `HSETNX key field value`.
+    HSetNx,
+    /// One value back: `GET`, `GETDEL`, `GETEX`, `HGET`.
+    Get,
+    /// `MGET`: one value per key.
+    MGet,
+    /// An array of one key's values: `HMGET`, `HVALS`.
+    HMGet,
+    /// `HGETALL`: field/value pairs.
+    HGetAll,
+    /// `HRANDFIELD key count WITHVALUES`: field/value pairs.
+    HRandField,
+    /// Byte-level reads of one string value.
+    Strlen,
+    GetRange,
+    GetBit,
+    /// `BITCOUNT`, `BITPOS`, `BITFIELD_RO`.
+    BitRead,
+    Lcs,
+    HStrlen,
+    /// Byte-level writes (read-modify-write of one string value).
+    Append,
+    SetRange,
+    SetBit,
+    BitField,
+    BitOp,
+}
+
+/// How a command goes to a Redis Cluster, and how replies merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cluster {
+    /// To the primary of its keys' slot; keys in several slots get
+    /// `CROSSSLOT`; without keys, to one primary chosen per session.
+    Slot,
+    /// As [`Cluster::Slot`], but keys in several slots are split into one
+    /// command per slot and the replies merged as `Split` says.
+    Split(Split),
+    /// Keyless: sent to every serving primary, replies merged.
+    AllPrimaries(Merge),
+    /// Keyless, with these subcommands: to every serving primary, merged;
+    /// other subcommands as [`Cluster::Slot`].
+    AllPrimariesFor(&'static [&'static str], Merge),
+    /// `INFO`: every primary when the keyspace section is asked for.
+    Info,
+    /// `SCAN`: the cursor names the node and that node's cursor.
+    Scan,
+    /// `CLUSTER INFO` and `CLUSTER KEYSLOT` answered by respite as one node.
+    ClusterCmd,
+    /// Answered `+OK` by respite: connection flags of cluster clients.
+    Ok,
+}
+
+/// How the parts of a split command merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// `MGET`: the values back in argument order.
+    Scatter,
+    /// `MSET`: each key is followed by its value; `+OK` if all are.
+    PairsAllOk,
+    /// `DEL`, `EXISTS`, ...: the counts summed.
+    SumInt,
+}
+
+/// How the replies of every primary merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    SumInt,
+    Concat,
+    AllOk,
+}
+
+/// The near-cache class (issue 19). The near cache is not built: every
+/// command is `None` until it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Near {
+    None,
+}
+
+struct Table {
+    by_name: NameMap<&'static [u8], u16>,
+    infos: Vec<Info>,
+}
+
+fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
+    TABLE.get_or_init(build)
+}
+
+/// The command `name` invokes, case-insensitively, without allocating;
+/// [`unknown`] for names not in the table.
+#[inline]
+pub fn classify(name: &[u8]) -> &'static Info {
+    let t = table();
+    let mut lower = [0u8; MAX_NAME];
+    if name.len() > lower.len() {
+        return &t.infos[0];
+    }
+    for (d, s) in lower.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    let id = t.by_name.get(&lower[..name.len()]).copied().unwrap_or(0);
+    &t.infos[id as usize]
+}
+
+/// The entry of every name not in the table.
+pub fn unknown() -> &'static Info {
+    &table().infos[0]
+}
+
+/// The entry with id `id` (0 for ids out of range).
+pub fn by_id(id: u16) -> &'static Info {
+    let t = table();
+    t.infos.get(id as usize).unwrap_or(&t.infos[0])
+}
+
+/// Number of entries, [`unknown`] included: ids are `0..len()`.
+pub fn len() -> usize {
+    table().infos.len()
+}
+
+/// Every entry, id order.
+pub fn all() -> &'static [Info] {
+    &table().infos
+}
+
+/// How the session handles a command: everything not listed is `Forward`.
+/// One line per arm.
+const KINDS: &[(&str, Kind)] = &[
+    // Connection state the proxy keeps per client session.
+    ("auth", Kind::Local(Local::Auth)),
+    ("hello", Kind::Local(Local::Hello)),
+    ("select", Kind::Local(Local::Select)),
+    ("ping", Kind::Local(Local::Ping)),
+    ("echo", Kind::Local(Local::Echo)),
+    ("quit", Kind::Local(Local::Quit)),
+    ("reset", Kind::Local(Local::Reset)),
+    ("client", Kind::Local(Local::Client)),
+    // The proxy's own admin and statistics commands.
+    ("proxy", Kind::Local(Local::Proxy)),
+    ("keystats", Kind::Local(Local::Stats)),
+    ("hotkeys", Kind::Local(Local::Stats)),
+    // The tag commands; `COMMAND` is answered for the tag names.
+    ("tagset", Kind::Tag(TagCmd::Set)),
+    ("tagadd", Kind::Tag(TagCmd::Add)),
+    ("taginval", Kind::Tag(TagCmd::Inval)),
+    ("tagkeys", Kind::Tag(TagCmd::Keys)),
+    ("tagsof", Kind::Tag(TagCmd::Of)),
+    ("command", Kind::Tag(TagCmd::Command)),
+    // Block the connection: a connection of their own while they wait.
+    ("blpop", Kind::Blocking),
+    ("brpop", Kind::Blocking),
+    ("brpoplpush", Kind::Blocking),
+    ("blmove", Kind::Blocking),
+    ("blmpop", Kind::Blocking),
+    ("bzpopmin", Kind::Blocking),
+    ("bzpopmax", Kind::Blocking),
+    ("bzmpop", Kind::Blocking),
+    ("wait", Kind::Blocking),
+    ("waitaof", Kind::Blocking),
+    // Block only with `BLOCK`.
+    ("xread", Kind::BlockingIfArg("block")),
+    ("xreadgroup", Kind::BlockingIfArg("block")),
+    // Must reach a node busy with a script: its control connection.
+    ("script", Kind::OutOfBand(Oob::Kill)),
+    ("function", Kind::OutOfBand(Oob::Kill)),
+    ("shutdown", Kind::OutOfBand(Oob::Shutdown)),
+    // Transaction state lives on the connection: pinned.
+    ("multi", Kind::Transaction(Tx::Multi)),
+    ("exec", Kind::Transaction(Tx::Exec)),
+    ("discard", Kind::Transaction(Tx::Discard)),
+    ("watch", Kind::Transaction(Tx::Watch)),
+    ("unwatch", Kind::Transaction(Tx::Unwatch)),
+    // Turn the connection into a stream of frames without requests.
+    ("subscribe", Kind::Passthrough),
+    ("psubscribe", Kind::Passthrough),
+    ("ssubscribe", Kind::Passthrough),
+    ("unsubscribe", Kind::Passthrough),
+    ("punsubscribe", Kind::Passthrough),
+    ("sunsubscribe", Kind::Passthrough),
+    ("monitor", Kind::Passthrough),
+    // Replication would make the proxy a replica's primary: refused.
+    ("sync", Kind::Refused(REPLICATION)),
+    ("psync", Kind::Refused(REPLICATION)),
+    ("replconf", Kind::Refused(REPLICATION)),
+];
+
+const REPLICATION: &str = "ERR replication commands are not proxied by respite";
+
+/// Compression classes (see [`Compress`]).
+const COMPRESS: &[(&str, Compress)] = &[
+    // Writes whose values are compressed.
+    ("set", Compress::Set),
+    ("setnx", Compress::SetNx),
+    ("getset", Compress::GetSet),
+    ("setex", Compress::SetEx),
+    ("psetex", Compress::SetEx),
+    ("mset", Compress::MSet),
+    ("msetnx", Compress::MSet),
+    ("hset", Compress::HSet),
+    ("hmset", Compress::HSet),
+    ("hsetnx", Compress::HSetNx),
+    // Reads whose replies are restored.
+    ("get", Compress::Get),
+    ("getdel", Compress::Get),
+    ("getex", Compress::Get),
+    ("hget", Compress::Get),
+    ("mget", Compress::MGet),
+    ("hmget", Compress::HMGet),
+    ("hvals", Compress::HMGet),
+    ("hgetall", Compress::HGetAll),
+    ("hrandfield", Compress::HRandField),
+    // Look at a value's bytes: answered by the byte-level emulation.
+    ("strlen", Compress::Strlen),
+    ("getrange", Compress::GetRange),
+    ("substr", Compress::GetRange),
+    ("getbit", Compress::GetBit),
+    ("bitcount", Compress::BitRead),
+    ("bitpos", Compress::BitRead),
+    ("bitfield_ro", Compress::BitRead),
+    ("lcs", Compress::Lcs),
+    ("hstrlen", Compress::HStrlen),
+    ("append", Compress::Append),
+    ("setrange", Compress::SetRange),
+    ("setbit", Compress::SetBit),
+    ("bitfield", Compress::BitField),
+    ("bitop", Compress::BitOp),
+];
+
+/// Cluster policies other than [`Cluster::Slot`]; each line says why.
+const CLUSTER: &[(&str, Cluster)] = &[
+    // What Redis Cluster clients split by slot: the merge is exact.
+    ("mget", Cluster::Split(Split::Scatter)),
+    ("mset", Cluster::Split(Split::PairsAllOk)),
+    ("del", Cluster::Split(Split::SumInt)),
+    ("unlink", Cluster::Split(Split::SumInt)),
+    ("exists", Cluster::Split(Split::SumInt)),
+    ("touch", Cluster::Split(Split::SumInt)),
+    // Counts and key listings cover every primary's share of the keyspace.
+    ("dbsize", Cluster::AllPrimaries(Merge::SumInt)),
+    ("keys", Cluster::AllPrimaries(Merge::Concat)),
+    // The keyspace section counts every primary's keys.
+    ("info", Cluster::Info),
+    // One address, one node: the cluster as a whole, seen as one node.
+    ("cluster", Cluster::ClusterCmd),
+    // Writes to the whole keyspace, or scripts every node must know.
+    ("flushall", Cluster::AllPrimaries(Merge::AllOk)),
+    ("flushdb", Cluster::AllPrimaries(Merge::AllOk)),
+    (
+        "script",
+        Cluster::AllPrimariesFor(&["load", "flush"], Merge::AllOk),
+    ),
+    (
+        "function",
+        Cluster::AllPrimariesFor(&["load", "flush", "delete", "restore"], Merge::AllOk),
+    ),
+    // The cursor names the node (low bits) and that node's cursor.
+    ("scan", Cluster::Scan),
+    // Connection flags of cluster clients: meaningless through one address.
+    ("readonly", Cluster::Ok),
+    ("readwrite", Cluster::Ok),
+    ("asking", Cluster::Ok),
+];
+
+/// Statistics hit rules (see [`HitRule`]).
+const HITS: &[(HitRule, &[&str])] = &[
+    (
+        HitRule::Nil,
+        &[
+            "get",
+            "getdel",
+            "getex",
+            "hget",
+            "lindex",
+            "lpop",
+            "rpop",
+            "spop",
+            "srandmember",
+            "zscore",
+            "zrank",
+            "zrevrank",
+            "hrandfield",
+            "lpos",
+            "dump",
+        ],
+    ),
+    (HitRule::EachNil, &["mget"]),
+    (HitRule::AllNil, &["hmget", "zmscore"]),
+    (
+        HitRule::Zero,
+        &[
+            "exists",
+            "hexists",
+            "sismember",
+            "strlen",
+            "hlen",
+            "llen",
+            "scard",
+            "zcard",
+            "xlen",
+            "hstrlen",
+            "bitcount",
+            "pfcount",
+        ],
+    ),
+    (
+        HitRule::Empty,
+        &[
+            "hgetall",
+            "hkeys",
+            "hvals",
+            "smembers",
+            "lrange",
+            "zrange",
+            "zrangebyscore",
+            "zrevrange",
+            "zrevrangebyscore",
+            "zrangebylex",
+            "xrange",
+            "xrevrange",
+            "sinter",
+            "sunion",
+            "sdiff",
+        ],
+    ),
+    (
+        HitRule::MinusTwo,
+        &["ttl", "pttl", "expiretime", "pexpiretime"],
+    ),
+];
+
+/// Keyless commands worth a name of their own in per-command statistics
+/// (every command of the built-in key table has one too). Other names count
+/// as `other`, so the `cmd` label of `/metrics` stays bounded whatever
+/// names clients send.
+const STAT_KEYLESS: &[&str] = &[
+    "ping",
+    "echo",
+    "quit",
+    "reset",
+    "auth",
+    "hello",
+    "select",
+    "client",
+    "info",
+    "dbsize",
+    "flushdb",
+    "flushall",
+    "config",
+    "command",
+    "time",
+    "multi",
+    "exec",
+    "discard",
+    "unwatch",
+    "publish",
+    "spublish",
+    "subscribe",
+    "unsubscribe",
+    "psubscribe",
+    "punsubscribe",
+    "ssubscribe",
+    "sunsubscribe",
+    "monitor",
+    "scan",
+    "keys",
+    "randomkey",
+    "debug",
+    "script",
+    "function",
+    "slowlog",
+    "latency",
+    "memory",
+    "cluster",
+    "readonly",
+    "readwrite",
+    "role",
+    "lastsave",
+    "save",
+    "bgsave",
+    "bgrewriteaof",
+    "swapdb",
+    "wait",
+    "waitaof",
+    "proxy",
+    "keystats",
+    "hotkeys",
+    "lolwut",
+    "acl",
+];
+
+fn blank(name: &'static str, id: u16) -> Info {
+    Info {
+        name,
+        id,
+        kind: Kind::Forward,
+        stat: 0,
+        read: false,
+        write: false,
+        keys: KeyRule::None,
+        hit: HitRule::None,
+        compress: Compress::None,
+        cluster: Cluster::Slot,
+        near: Near::None,
+    }
+}
+
+/// The entry of `name`, added blank if new.
+fn entry<'t>(t: &'t mut Table, name: &'static str) -> &'t mut Info {
+    let id = match t.by_name.get(name.as_bytes()) {
+        Some(&id) => id,
+        None => {
+            let id = u16::try_from(t.infos.len()).expect("fewer than 65536 commands");
+            t.by_name.insert(name.as_bytes(), id);
+            t.infos.push(blank(name, id));
+            id
+        }
+    };
+    &mut t.infos[id as usize]
+}
+
+fn build() -> Table {
+    let mut t = Table {
+        by_name: NameMap::default(),
+        infos: vec![blank("other", 0)],
+    };
+    for &(name, kind) in KINDS {
+        entry(&mut t, name).kind = kind;
+    }
+    for &(name, class) in COMPRESS {
+        entry(&mut t, name).compress = class;
+    }
+    for &(name, policy) in CLUSTER {
+        entry(&mut t, name).cluster = policy;
+    }
+    // Statistics: every top-level command of the built-in key table, with
+    // its flags and key positions, then the keyless names.
+    for c in KeyTable::builtin().iter().filter(|c| !c.name.contains('|')) {
+        let hit = HITS
+            .iter()
+            .find(|(_, names)| names.contains(&c.name.as_str()))
+            .map_or(HitRule::None, |(r, _)| *r);
+        let info = entry(&mut t, c.name.as_str());
+        info.stat = info.id;
+        info.hit = hit;
+        // A lookup that also writes (GETDEL, GETEX) is both; SET's
+        // optional GET does not make every SET a read.
+        info.read = c.flags.contains(CmdFlags::READONLY) || hit != HitRule::None;
+        info.write = c.flags.contains(CmdFlags::WRITE);
+        info.keys = if c.container || c.flags.contains(CmdFlags::MOVABLEKEYS) {
+            KeyRule::Search
+        } else if c.legacy.first > 0 {
+            KeyRule::Range(c.legacy.first, c.legacy.last, c.legacy.step.max(1))
+        } else if !c.specs.is_empty() {
+            KeyRule::Search
+        } else {
+            KeyRule::None
+        };
+    }
+    for &name in STAT_KEYLESS {
+        let info = entry(&mut t, name);
+        info.stat = info.id;
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_is_case_insensitive() {
+        assert_eq!(classify(b"BLPOP").kind, Kind::Blocking);
+        assert_eq!(classify(b"MuLtI").kind, Kind::Transaction(Tx::Multi));
+        assert_eq!(classify(b"get").kind, Kind::Forward);
+        assert_eq!(classify(b"GeT").name, "get");
+        assert_eq!(classify(b"averyveryverylongcommandname").id, 0);
+        assert_eq!(classify(b"nosuchcommand"), unknown());
+        assert_eq!(classify(b"").id, 0);
+    }
+
+    #[test]
+    fn only_the_kill_subcommand_goes_out_of_band() {
+        let Kind::OutOfBand(kill) = classify(b"SCRIPT").kind else {
+            panic!("SCRIPT is not out of band")
+        };
+        assert!(kill.applies(&[b"script", b"KILL"]));
+        assert!(!kill.applies(&[b"script", b"load", b"return 1"]));
+        assert!(!kill.applies(&[b"script", b"kill", b"extra"]));
+        assert!(!kill.applies(&[b"script"]));
+        assert_eq!(classify(b"function").kind, Kind::OutOfBand(Oob::Kill));
+        let Kind::OutOfBand(shutdown) = classify(b"shutdown").kind else {
+            panic!("SHUTDOWN is not out of band")
+        };
+        assert!(shutdown.applies(&[b"shutdown", b"nosave"]));
+        assert!(shutdown.applies(&[b"shutdown"]));
+    }
+
+    #[test]
+    fn every_name_fits_the_lookup_buffer() {
+        for info in all() {
+            assert!(info.name.len() <= MAX_NAME, "{}", info.name);
+            assert_eq!(info.name, info.name.to_ascii_lowercase());
+            assert_eq!(by_id(info.id), info);
+            assert_eq!(classify(info.name.as_bytes()).id, info.id, "{}", info.name);
+        }
+        // Every name of the built-in key table is reachable.
+        for c in KeyTable::builtin().iter().filter(|c| !c.name.contains('|')) {
+            assert_ne!(classify(c.name.as_bytes()).id, 0, "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn aspects() {
+        let get = classify(b"GET");
+        assert_eq!((get.read, get.write, get.hit), (true, false, HitRule::Nil));
+        assert_eq!(get.keys, KeyRule::Range(1, 1, 1));
+        assert_eq!(get.compress, Compress::Get);
+        assert_eq!(get.stat, get.id);
+        let set = classify(b"set");
+        assert!(set.write && !set.read);
+        assert_eq!(classify(b"mset").keys, KeyRule::Range(1, -1, 2));
+        assert_eq!(classify(b"mset").cluster, Cluster::Split(Split::PairsAllOk));
+        assert_eq!(classify(b"eval").keys, KeyRule::Search);
+        assert_ne!(classify(b"ping").stat, 0);
+        // In the table for its kind, but counted as `other`.
+        assert_eq!(classify(b"tagset").kind, Kind::Tag(TagCmd::Set));
+        assert_eq!(classify(b"tagset").stat, 0);
+        assert_eq!(unknown().name, "other");
+        assert_eq!(unknown().stat, 0);
+    }
+}
