@@ -10,7 +10,7 @@
 
 use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use respite::command::classify;
+use respite::command::classify as classify_name;
 use respite::protocol::{encode, Parsed, ReplyScanner, RequestParser};
 use respite::server::replies::{ReplyQueue, WHOLE};
 use std::task::Waker;
@@ -140,7 +140,7 @@ fn classify(c: &mut Criterion) {
     g.bench_function("lookup", |b| {
         b.iter(|| {
             for name in black_box(&names) {
-                black_box(classify(name).kind);
+                black_box(classify_name(name).kind);
             }
         })
     });
@@ -203,7 +203,7 @@ fn batch(c: &mut Criterion) {
             {
                 let mut alloc = queue.alloc();
                 while let Ok(Parsed::Frame { len }) = parser.parse(rest) {
-                    black_box(classify(parser.arg(rest, 0)).kind);
+                    black_box(classify_name(parser.arg(rest, 0)).kind);
                     seqs.push(alloc.pending());
                     out.extend_from_slice(&rest[..len]);
                     rest = &rest[len..];

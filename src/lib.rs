@@ -6,7 +6,9 @@
 //! - [`cli`]: command-line flags and environment overrides.
 //! - [`config`]: the TOML file, defaults and validation into a typed `Config`.
 //! - [`protocol`]: RESP framing with limits (requests and replies) and encoders.
-//! - [`command`]: the command table: what mode each command needs, key positions.
+//! - [`command`]: the command table (one entry per name: kind, compression class,
+//!   statistics, cluster policy) and key positions.
+//! - [`error`]: the proxy's error type and its one rendering as a Redis reply.
 //! - [`server`]: listeners, worker threads, client sessions, ordered reply queues,
 //!   commands answered locally.
 //! - [`router`]: how split requests' replies merge back (cluster fan-out).
@@ -29,6 +31,7 @@ pub mod cluster;
 pub mod command;
 pub mod compress;
 pub mod config;
+pub mod error;
 pub mod metrics;
 pub mod net;
 pub mod protocol;

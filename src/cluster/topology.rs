@@ -4,6 +4,7 @@
 use super::{SlotMap, SLOT_COUNT};
 use crate::command::keys::KeyTable;
 use crate::config::Config;
+use crate::error::Error;
 use crate::upstream::oneshot;
 use parking_lot::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -110,7 +111,7 @@ impl Topology {
     }
 
     /// Ask the known nodes, then the seeds, until one answers.
-    async fn fetch(&self) -> Result<SlotMap, String> {
+    async fn fetch(&self) -> Result<SlotMap, Error> {
         let mut candidates = self.map().all_nodes();
         for s in &self.config.upstream.nodes {
             if !candidates.contains(s) {
@@ -144,7 +145,7 @@ impl Topology {
                 Err(e) => last = format!("{addr}: {e}"),
             }
         }
-        Err(last)
+        Err(Error::io(last))
     }
 
     /// Key positions from the cluster's own `COMMAND`, so module and newer

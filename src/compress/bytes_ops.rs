@@ -22,6 +22,7 @@ use super::envelope::{self, MAGIC};
 use super::restore::{restore_error_text, GUARD_MARKER, MAGIC_MARKER};
 use super::table::ByteCmd;
 use super::{show_key, Compressor};
+use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::protocol::encode;
 use crate::protocol::request::parse_int;
@@ -255,11 +256,7 @@ fn command(args: &[&[u8]]) -> Bytes {
     b.freeze()
 }
 
-fn error(msg: &str) -> Bytes {
-    let mut b = BytesMut::new();
-    encode::error(&mut b, msg);
-    b.freeze()
-}
+const UNEXPECTED_GET: &str = "ERR respite: unexpected reply to GET";
 
 /// The elements of an aggregate reply, or `None` when it is not one.
 fn elements(reply: &Bytes) -> Option<Vec<Bytes>> {
@@ -330,7 +327,7 @@ fn tmp_name(tag: &[u8], i: usize) -> Vec<u8> {
 pub async fn run(op: ByteOp, conn: Conn, c: &Compressor, m: &Metrics) -> (Bytes, Outcome) {
     match run_inner(&op, &conn, c, m).await {
         Ok(r) => r,
-        Err(msg) => (error(&msg), Outcome::Refused),
+        Err(e) => (e.reply_bytes(), Outcome::Refused),
     }
 }
 
@@ -339,7 +336,7 @@ async fn run_inner(
     conn: &Conn,
     c: &Compressor,
     m: &Metrics,
-) -> Result<(Bytes, Outcome), String> {
+) -> Result<(Bytes, Outcome), Error> {
     let args: Vec<&[u8]> = op.args.iter().map(|a| &a[..]).collect();
     for _ in 0..MAX_ATTEMPTS {
         let fast = if op.cmd.writer {
@@ -361,11 +358,11 @@ async fn run_inner(
             return Ok((done, Outcome::Emulated));
         }
     }
-    Err(format!(
+    Err(Error::contention(format!(
         "ERR respite: {} on the compressed value of key '{}' kept conflicting with concurrent writes, try again",
         String::from_utf8_lossy(args[0]).to_uppercase(),
         show_key(args[op.cmd.keys[0]])
-    ))
+    )))
 }
 
 /// `BITFIELD` with a field wider than 53 bits (`i54`..`i64`, `u54`..`u63`),
@@ -454,20 +451,18 @@ async fn guarded(
     args: &[&[u8]],
     conn: &Conn,
     c: &Compressor,
-) -> Result<Option<Bytes>, String> {
+) -> Result<Option<Bytes>, Error> {
     let reply = match GUARD_SHA.get() {
         Some(sha) => {
             let r = call(conn, &[guard_request(&op.cmd, args, c, Some(sha))])
-                .await
-                .map_err(|e| e.to_string())?
+                .await?
                 .pop()
                 .unwrap_or_default();
             if r.starts_with(b"-NOSCRIPT") {
                 // A restarted or flushed server, or another cluster node:
                 // EVAL loads it there.
                 call(conn, &[guard_request(&op.cmd, args, c, None)])
-                    .await
-                    .map_err(|e| e.to_string())?
+                    .await?
                     .pop()
                     .unwrap_or_default()
             } else {
@@ -476,9 +471,7 @@ async fn guarded(
         }
         None => {
             let load = command(&[b"SCRIPT", b"LOAD", GUARD.as_bytes()]);
-            let mut rs = call(conn, &[load, guard_request(&op.cmd, args, c, None)])
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut rs = call(conn, &[load, guard_request(&op.cmd, args, c, None)]).await?;
             let reply = rs.pop().unwrap_or_default();
             // Not when SCRIPT is denied (ACL): EVAL every time then.
             if let Some(Ok(Some(sha))) = rs.first().map(bulk) {
@@ -498,7 +491,7 @@ async fn checked(
     conn: &Conn,
     c: &Compressor,
     m: &Metrics,
-) -> Result<Option<Bytes>, String> {
+) -> Result<Option<Bytes>, Error> {
     let mut reqs = vec![command(&[b"MULTI"])];
     for &k in &op.cmd.keys {
         reqs.push(if op.cmd.hash_field {
@@ -509,7 +502,7 @@ async fn checked(
     }
     reqs.push(command(args));
     reqs.push(command(&[b"EXEC"]));
-    let replies = call(conn, &reqs).await.map_err(|e| e.to_string())?;
+    let replies = call(conn, &reqs).await?;
     let n = op.cmd.keys.len();
     // Queued-time errors (arity, syntax, CROSSSLOT, MOVED) are Redis's answer.
     for r in &replies[1..replies.len() - 1] {
@@ -532,7 +525,10 @@ async fn checked(
                 if op.cmd.hash_field {
                     // HSTRLEN: the whole field came back; its length is the answer.
                     let key = args[op.cmd.keys[i]];
-                    let len = match c.unpack(&v, m).map_err(|e| restore_error_text(key, &e))? {
+                    let len = match c
+                        .unpack(&v, m)
+                        .map_err(|e| Error::bad_reply(restore_error_text(key, &e)))?
+                    {
                         Some(restored) => restored.len(),
                         None => v.len(),
                     };
@@ -554,7 +550,7 @@ async fn emulate(
     conn: &Conn,
     c: &Compressor,
     m: &Metrics,
-) -> Result<Option<Bytes>, String> {
+) -> Result<Option<Bytes>, Error> {
     let name = String::from_utf8_lossy(args[0]).to_uppercase();
     let first = args[op.cmd.keys[0]];
     // Distinct keys read, in order.
@@ -568,25 +564,29 @@ async fn emulate(
     let mut reqs = vec![command(&[b"MULTI"])];
     reqs.extend(keys.iter().map(|k| command(&[b"GET", k])));
     reqs.push(command(&[b"EXEC"]));
-    let replies = call(conn, &reqs).await.map_err(|e| e.to_string())?;
+    let replies = call(conn, &reqs).await?;
     if let Some(e) = replies.iter().find(|r| is_error(r)) {
         return Ok(Some(e.clone()));
     }
     let exec = replies.last().cloned().unwrap_or_default();
-    let elems = elements(&exec).ok_or_else(|| String::from_utf8_lossy(&exec).trim().to_string())?;
+    let elems = elements(&exec)
+        .ok_or_else(|| Error::bad_reply(String::from_utf8_lossy(&exec).trim().to_string()))?;
     let mut stored: Vec<Option<Bytes>> = Vec::with_capacity(keys.len());
     for e in &elems {
         if is_error(e) {
             return Ok(Some(e.clone()));
         }
-        stored.push(bulk(e).map_err(|_| "ERR respite: unexpected reply to GET".to_string())?);
+        stored.push(bulk(e).map_err(|_| Error::bad_reply(UNEXPECTED_GET))?);
     }
     // 2. Restore them.
     let mut values: Vec<Option<Bytes>> = Vec::with_capacity(keys.len());
     for (k, s) in keys.iter().zip(&stored) {
         values.push(match s {
             Some(s) => Some(
-                match c.unpack(s, m).map_err(|e| restore_error_text(k, &e))? {
+                match c
+                    .unpack(s, m)
+                    .map_err(|e| Error::bad_reply(restore_error_text(k, &e)))?
+                {
                     Some(v) => Bytes::from(v.into_owned()),
                     None => s.clone(),
                 },
@@ -599,10 +599,10 @@ async fn emulate(
     // the command on the fast path otherwise).
     let tag: &[u8] = if op.cluster {
         slot_tag(first).ok_or_else(|| {
-            format!(
+            Error::internal(format!(
                 "ERR respite: {name} cannot be emulated on the compressed value of key '{}' (no hash tag to place a copy next to it); list the key in compression.exclude to store it uncompressed",
                 show_key(first)
-            )
+            ))
         })?
     } else {
         b"respite"
@@ -644,12 +644,13 @@ async fn emulate(
     }
     reqs.push(command(&del));
     reqs.push(command(&[b"EXEC"]));
-    let replies = call(conn, &reqs).await.map_err(|e| e.to_string())?;
+    let replies = call(conn, &reqs).await?;
     if let Some(e) = replies[1..replies.len() - 1].iter().find(|r| is_error(r)) {
         return Ok(Some(e.clone()));
     }
     let exec = replies.last().cloned().unwrap_or_default();
-    let elems = elements(&exec).ok_or_else(|| String::from_utf8_lossy(&exec).trim().to_string())?;
+    let elems = elements(&exec)
+        .ok_or_else(|| Error::bad_reply(String::from_utf8_lossy(&exec).trim().to_string()))?;
     let reply = elems.get(native_at).cloned().unwrap_or_default();
     Metrics::add(&m.compress_byte_ops, 1);
     if !op.cmd.writer || is_error(&reply) {
@@ -660,7 +661,7 @@ async fn emulate(
         .get(native_at + 1)
         .map(bulk)
         .transpose()
-        .map_err(|_| "ERR respite: unexpected reply to GET".to_string())?
+        .map_err(|_| Error::bad_reply(UNEXPECTED_GET))?
         .flatten();
     let dest = dest_key.unwrap_or(first);
     let packed = new.as_ref().map(|v| match c.pack(dest, v, m) {
@@ -686,8 +687,7 @@ async fn emulate(
         cas.push(s.as_deref().unwrap_or_default());
     }
     let r = call(conn, &[command(&cas)])
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .pop()
         .unwrap_or_default();
     match &r[..] {

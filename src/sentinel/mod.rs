@@ -24,6 +24,7 @@
 mod watch;
 
 use crate::config::Config;
+use crate::error::Error;
 use crate::protocol::Value;
 use crate::server::Ctx;
 use crate::upstream::{oneshot, NodeConns};
@@ -236,13 +237,14 @@ impl Sentinel {
                         &[cmd],
                     )
                     .await
+                    .map_err(Error::io)
                     .and_then(|mut replies| parse_master(&replies.pop().unwrap_or_default()))
                 })
             })
             .collect();
         let mut answers = Vec::with_capacity(tasks.len());
         for t in tasks {
-            answers.push(t.await.unwrap_or_else(|e| Err(e.to_string())));
+            answers.push(t.await.unwrap_or_else(|e| Err(Error::io(e))));
         }
         let mut reports = Vec::new();
         for (s, answer) in self.sentinels.iter().zip(answers) {
@@ -256,7 +258,7 @@ impl Sentinel {
                 }
                 Err(e) => {
                     s.reachable = false;
-                    s.last_error = Some(e);
+                    s.last_error = Some(e.to_string());
                 }
             }
         }
@@ -334,10 +336,10 @@ fn choose(reports: &[Report]) -> Option<String> {
 }
 
 /// Address, `config-epoch` and failover state from a `SENTINEL MASTER` reply.
-fn parse_master(reply: &[u8]) -> Result<Report, String> {
-    let v = Value::decode_exact(reply).map_err(|e| e.to_string())?;
+fn parse_master(reply: &[u8]) -> Result<Report, Error> {
+    let v = Value::decode_exact(reply).map_err(|e| Error::bad_reply(e.to_string()))?;
     if let Value::Error(e) = &v {
-        return Err(String::from_utf8_lossy(e).into_owned());
+        return Err(Error::reply(String::from_utf8_lossy(e).into_owned()));
     }
     let text = |k: &str| {
         v.get(k)
@@ -345,7 +347,9 @@ fn parse_master(reply: &[u8]) -> Result<Report, String> {
             .map(|b| String::from_utf8_lossy(b).into_owned())
     };
     let (Some(ip), Some(port)) = (text("ip"), text("port")) else {
-        return Err("SENTINEL MASTER reply without ip and port".to_string());
+        return Err(Error::bad_reply(
+            "SENTINEL MASTER reply without ip and port",
+        ));
     };
     let epoch = v.get("config-epoch").and_then(|x| x.as_int()).unwrap_or(0);
     let addr = if ip.contains(':') {
@@ -362,12 +366,15 @@ fn parse_master(reply: &[u8]) -> Result<Report, String> {
 }
 
 /// Whether `addr` answers `ROLE` as a primary.
-async fn role(config: &Config, addr: &str) -> Result<bool, String> {
+async fn role(config: &Config, addr: &str) -> Result<bool, Error> {
     let cmd: &[&[u8]] = &[b"ROLE"];
-    let mut r = oneshot::request(config, addr, &[cmd]).await?;
-    let v = Value::decode_exact(&r.pop().unwrap_or_default()).map_err(|e| e.to_string())?;
+    let mut r = oneshot::request(config, addr, &[cmd])
+        .await
+        .map_err(Error::io)?;
+    let v = Value::decode_exact(&r.pop().unwrap_or_default())
+        .map_err(|e| Error::bad_reply(e.to_string()))?;
     match &v {
-        Value::Error(e) => Err(String::from_utf8_lossy(e).into_owned()),
+        Value::Error(e) => Err(Error::reply(String::from_utf8_lossy(e).into_owned())),
         _ => Ok(v
             .as_array()
             .and_then(|a| a.first())

@@ -353,7 +353,7 @@ pub fn list(
             text.push_str(&c.info_line());
         }
     } else {
-        return encode::error(out, "ERR syntax error");
+        return encode::error(out, crate::error::SYNTAX);
     }
     encode::verbatim(out, proto, text.as_bytes());
 }

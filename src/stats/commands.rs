@@ -2,6 +2,7 @@
 //! the session (see `../shared/DESIGN.md`, "Statistics").
 
 use super::{By, KeyCounters};
+use crate::error::{self, NOT_INT, SYNTAX};
 use crate::protocol::request::parse_int;
 use crate::protocol::{encode, Proto};
 use crate::server::session::{Req, State};
@@ -61,21 +62,21 @@ fn hotkeys(ctx: &Ctx, req: &Req, out: &mut BytesMut) {
     while i < req.argc() {
         let opt = req.arg(i);
         let Some(val) = (i + 1 < req.argc()).then(|| req.arg(i + 1)) else {
-            return encode::error(out, "ERR syntax error");
+            return encode::error(out, SYNTAX);
         };
         if opt.eq_ignore_ascii_case(b"count") {
             match parse_int(val) {
                 Some(n) if n > 0 => count = n as usize,
                 Some(_) => return encode::error(out, "ERR COUNT must be positive"),
-                None => return encode::error(out, "ERR value is not an integer or out of range"),
+                None => return encode::error(out, NOT_INT),
             }
         } else if opt.eq_ignore_ascii_case(b"by") {
             match By::parse(val) {
                 Some(b) => by = b,
-                None => return encode::error(out, "ERR syntax error"),
+                None => return encode::error(out, SYNTAX),
             }
         } else {
-            return encode::error(out, "ERR syntax error");
+            return encode::error(out, SYNTAX);
         }
         i += 2;
     }
@@ -94,7 +95,7 @@ fn hotkeys(ctx: &Ctx, req: &Req, out: &mut BytesMut) {
 /// `PROXY INFO [section]`
 pub fn proxy_info(ctx: &Ctx, st: &State, req: &Req, out: &mut BytesMut) {
     if req.argc() > 3 {
-        return encode::error(out, "ERR syntax error");
+        return encode::error(out, SYNTAX);
     }
     let section = (req.argc() == 3).then(|| String::from_utf8_lossy(req.arg(2)).into_owned());
     let text = super::info::render(ctx, section.as_deref());
@@ -104,7 +105,7 @@ pub fn proxy_info(ctx: &Ctx, st: &State, req: &Req, out: &mut BytesMut) {
 /// `PROXY RESETSTATS`
 pub fn proxy_resetstats(ctx: &Ctx, req: &Req, out: &mut BytesMut) {
     if req.argc() != 2 {
-        return encode::error(out, "ERR syntax error");
+        return encode::error(out, SYNTAX);
     }
     ctx.stats.reset();
     for w in ctx.workers() {
@@ -116,8 +117,5 @@ pub fn proxy_resetstats(ctx: &Ctx, req: &Req, out: &mut BytesMut) {
 }
 
 fn arity(out: &mut BytesMut, name: &str) {
-    encode::error(
-        out,
-        &format!("ERR wrong number of arguments for '{name}' command"),
-    );
+    encode::error(out, &error::arity(name));
 }

@@ -9,6 +9,7 @@
 //! the normal reply (a forwarded `TAGSET` through a `Redo` of its reply
 //! slot, the commands run by a task in `ops::Up::run_raw`).
 
+use crate::error::Error;
 use crate::protocol::encode;
 use crate::upstream::call::call_one;
 use crate::upstream::conn::Conn;
@@ -33,11 +34,13 @@ pub fn forget(addr: &str) {
 
 /// True for the reply of an `FCALL` whose library is missing on the node.
 pub fn is_not_found(reply: &[u8]) -> bool {
-    reply.starts_with(b"-ERR Function not found")
+    reply
+        .strip_prefix(b"-")
+        .is_some_and(|line| line.starts_with(b"ERR Function not found"))
 }
 
 /// Load the library on `conn`'s node unless it is known to be there.
-pub async fn ensure(addr: &str, conn: &Conn) -> Result<(), String> {
+pub async fn ensure(addr: &str, conn: &Conn) -> Result<(), Error> {
     if loaded(addr) {
         return Ok(());
     }
@@ -46,14 +49,12 @@ pub async fn ensure(addr: &str, conn: &Conn) -> Result<(), String> {
         &mut b,
         &[&b"FUNCTION"[..], b"LOAD", b"REPLACE", LIBRARY.as_bytes()],
     );
-    let reply = call_one(conn, b.freeze())
-        .await
-        .map_err(|e| e.to_string())?;
+    let reply = call_one(conn, b.freeze()).await?;
     if reply.first() == Some(&b'-') {
         let text = String::from_utf8_lossy(&reply[1..]).trim_end().to_string();
-        return Err(format!(
+        return Err(Error::reply(format!(
             "ERR cannot load the tag functions on {addr}: {text}"
-        ));
+        )));
     }
     LOADED
         .lock()

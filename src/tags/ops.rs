@@ -9,6 +9,7 @@
 use super::layout::{decode_tags, Bucket, Layout};
 use super::lua::{self, fcall};
 use crate::cluster::{key_slot, parse_redirect, RedirectKind};
+use crate::error::{Error, SLOT_NOT_SERVED};
 use crate::protocol::{encode, Proto, Value};
 use crate::server::{Ctx, Worker};
 use crate::upstream::call::{call, call_one};
@@ -87,14 +88,14 @@ impl Up {
     }
 
     /// The node serving `slot` (standalone: the node).
-    pub fn owner(&self, slot: u16) -> Result<String, String> {
+    pub fn owner(&self, slot: u16) -> Result<String, Error> {
         match &self.ctx.topology {
             None => Ok(self.worker.node().addr().to_string()),
             Some(t) => t
                 .map()
                 .node_for(slot)
                 .map(|s| s.primary.clone())
-                .ok_or_else(|| "CLUSTERDOWN Hash slot not served".to_string()),
+                .ok_or_else(|| Error::cluster(SLOT_NOT_SERVED)),
         }
     }
 
@@ -151,7 +152,7 @@ impl Up {
     }
 
     /// One request to the node serving `slot`, following redirects, raw reply.
-    pub async fn run_raw(&self, slot: u16, req: &Bytes) -> Result<Bytes, String> {
+    pub async fn run_raw(&self, slot: u16, req: &Bytes) -> Result<Bytes, Error> {
         let mut target: Option<(String, bool)> = None;
         let mut last = Bytes::new();
         for attempt in 0..ATTEMPTS {
@@ -163,14 +164,10 @@ impl Up {
             lua::ensure(&addr, &conn).await?;
             let reply = if asking {
                 let asking = Bytes::from_static(b"*1\r\n$6\r\nASKING\r\n");
-                let r = call(&conn, &[asking, req.clone()])
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let r = call(&conn, &[asking, req.clone()]).await?;
                 r.into_iter().nth(1).unwrap_or_default()
             } else {
-                call_one(&conn, req.clone())
-                    .await
-                    .map_err(|e| e.to_string())?
+                call_one(&conn, req.clone()).await?
             };
             match self.retry_of(&reply) {
                 Retry::No => return Ok(reply),
@@ -182,11 +179,12 @@ impl Up {
             }
             last = reply;
         }
-        Err(error_text(&last))
+        // Redirected or told to wait more often than followed.
+        Err(Error::cluster(error_text(&last)))
     }
 
     /// [`Up::run_raw`], decoded; an error reply is `Err`.
-    pub async fn run(&self, slot: u16, req: &Bytes) -> Result<Value, String> {
+    pub async fn run(&self, slot: u16, req: &Bytes) -> Result<Value, Error> {
         decode(&self.run_raw(slot, req).await?)
     }
 
@@ -196,19 +194,19 @@ impl Up {
         self: &Arc<Self>,
         reqs: Vec<(u16, Bytes)>,
         depth: usize,
-    ) -> Vec<Result<Value, String>> {
+    ) -> Vec<Result<Value, Error>> {
         let mut by_node: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut out: Vec<Result<Value, String>> = Vec::with_capacity(reqs.len());
+        let mut out: Vec<Result<Value, Error>> = Vec::with_capacity(reqs.len());
         for (i, (slot, _)) in reqs.iter().enumerate() {
             match self.owner(*slot) {
                 Ok(a) => by_node.entry(a).or_default().push(i),
                 Err(e) => {
-                    out.resize_with(i + 1, || Err(String::new()));
+                    out.resize_with(i + 1, || Err(Error::internal("not run")));
                     out[i] = Err(e);
                 }
             }
         }
-        out.resize_with(reqs.len(), || Err("not run".into()));
+        out.resize_with(reqs.len(), || Err(Error::internal("not run")));
         let reqs = Arc::new(reqs);
         let mut set = tokio::task::JoinSet::new();
         for (addr, idx) in by_node {
@@ -221,7 +219,7 @@ impl Up {
                 for chunk in idx.chunks(depth.max(1)) {
                     let batch: Vec<Bytes> = chunk.iter().map(|&i| reqs[i].1.clone()).collect();
                     let replies = match &loaded {
-                        Ok(()) => call(&conn, &batch).await.map_err(|e| e.to_string()),
+                        Ok(()) => call(&conn, &batch).await,
                         Err(e) => Err(e.clone()),
                     };
                     for (n, &i) in chunk.iter().enumerate() {
@@ -252,7 +250,7 @@ impl Up {
     }
 
     /// The slots (with generation) a tag's directory lists; standalone: one bucket.
-    pub async fn dir_slots(&self, tag: &[u8]) -> Result<Vec<(u16, Vec<u8>)>, String> {
+    pub async fn dir_slots(&self, tag: &[u8]) -> Result<Vec<(u16, Vec<u8>)>, Error> {
         if !self.cluster() {
             return Ok(vec![(0, Vec::new())]);
         }
@@ -266,7 +264,7 @@ impl Up {
             let v = self.run(slot, &req).await?;
             let (next, items) = match v.as_array() {
                 Some([c, Value::Array(items)]) => (c.as_bytes().unwrap_or(b"0").to_vec(), items),
-                _ => return Err("ERR unexpected HSCAN reply".into()),
+                _ => return Err(Error::bad_reply("ERR unexpected HSCAN reply")),
             };
             for pair in items.chunks(2) {
                 if let [f, g] = pair {
@@ -289,7 +287,7 @@ impl Up {
 
     /// Drop `slot` from `tag`'s directory if no TAGSET registered it since
     /// `gen` was read (the slot's entry set was seen empty after that read).
-    pub async fn dir_prune(&self, tag: &[u8], slot: u16, gen: &[u8]) -> Result<(), String> {
+    pub async fn dir_prune(&self, tag: &[u8], slot: u16, gen: &[u8]) -> Result<(), Error> {
         if !self.cluster() {
             return Ok(());
         }
@@ -303,7 +301,7 @@ impl Up {
     pub async fn dir_prune_many(
         self: &Arc<Self>,
         prunes: Vec<(Vec<u8>, u16, Vec<u8>)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         if !self.cluster() || prunes.is_empty() {
             return Ok(());
         }
@@ -329,7 +327,7 @@ impl Up {
         self: &Arc<Self>,
         slot: u16,
         pending: Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         if pending.is_empty() || !self.cluster() {
             return Ok(());
         }
@@ -356,7 +354,7 @@ impl Up {
     }
 
     /// `TAGINVAL`: the number of keys deleted.
-    pub async fn taginval(self: &Arc<Self>, tags: Vec<Vec<u8>>) -> Result<i64, String> {
+    pub async fn taginval(self: &Arc<Self>, tags: Vec<Vec<u8>>) -> Result<i64, Error> {
         // slot -> tags with entries there (and the directory generation read).
         let mut slots: BTreeMap<u16, Vec<(usize, Vec<u8>)>> = BTreeMap::new();
         for (i, t) in tags.iter().enumerate() {
@@ -416,7 +414,7 @@ impl Up {
     }
 
     /// `TAGKEYS`: the live keys under `tag` (dead entries pruned on the way).
-    pub async fn tagkeys(self: &Arc<Self>, tag: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    pub async fn tagkeys(self: &Arc<Self>, tag: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
         let dir = self.dir_slots(tag).await?;
         let n = self.batch();
         let count = n.to_string();
@@ -448,7 +446,11 @@ impl Up {
                 let v = r?;
                 let (read, live) = match v.as_array() {
                     Some([Value::Int(read), Value::Array(live)]) => (*read as usize, live),
-                    _ => return Err("ERR unexpected reply from respite_tagkeys".into()),
+                    _ => {
+                        return Err(Error::bad_reply(
+                            "ERR unexpected reply from respite_tagkeys",
+                        ))
+                    }
                 };
                 for k in live {
                     if let Some(k) = k.as_bytes() {
@@ -470,7 +472,7 @@ impl Up {
     }
 
     /// `TAGSOF`: the key's tags (none when it does not exist).
-    pub async fn tagsof(&self, key: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    pub async fn tagsof(&self, key: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
         let slot = key_slot(key);
         let b = self.bucket(slot);
         let req = fcall(
@@ -485,7 +487,7 @@ impl Up {
     }
 
     /// `TAGADD`: tags newly added (0 when the key does not exist).
-    pub async fn tagadd(self: &Arc<Self>, key: &[u8], tags: &[&[u8]]) -> Result<i64, String> {
+    pub async fn tagadd(self: &Arc<Self>, key: &[u8], tags: &[&[u8]]) -> Result<i64, Error> {
         let slot = key_slot(key);
         let b = self.bucket(slot);
         let mut keys = vec![key.to_vec(), b.record(key)];
@@ -506,7 +508,7 @@ impl Up {
 
     /// After a `TAGSET` sent as a transaction replaced a key's tags: the key
     /// leaves the entry sets of `gone` (re-checked against its record).
-    pub async fn tagdrop(&self, key: &[u8], gone: Vec<Vec<u8>>) -> Result<(), String> {
+    pub async fn tagdrop(&self, key: &[u8], gone: Vec<Vec<u8>>) -> Result<(), Error> {
         let slot = key_slot(key);
         let b = self.bucket(slot);
         let mut keys = vec![key.to_vec(), b.record(key)];
@@ -536,7 +538,7 @@ impl Up {
             // serves them all.
             _ => match self.run_raw(slot, &req).await {
                 Ok(r) => r,
-                Err(e) => return error(&e),
+                Err(e) => return e.reply_bytes(),
             },
         };
         if !reply.starts_with(b"*") {
@@ -548,14 +550,14 @@ impl Up {
         }
         let v = match decode(&reply) {
             Ok(v) => v,
-            Err(e) => return error(&e),
+            Err(e) => return e.reply_bytes(),
         };
         let items = v.as_array().unwrap_or_default();
         let t: Vec<&[u8]> = tags.iter().map(|t| &t[..]).collect();
         let pending = pending_of(items.get(1..).unwrap_or_default(), &t);
         match self.confirm(slot, pending).await {
             Ok(()) => Bytes::from_static(b"+OK\r\n"),
-            Err(e) => error(&e),
+            Err(e) => e.reply_bytes(),
         }
     }
 }
@@ -569,7 +571,7 @@ impl Up {
         set: Vec<Vec<u8>>,
         tags: Vec<Vec<u8>>,
         proto: Proto,
-    ) -> Result<Bytes, String> {
+    ) -> Result<Bytes, Error> {
         let key = set[1].clone();
         let slot = key_slot(&key);
         let b = self.bucket(slot);
@@ -612,10 +614,10 @@ fn pending_of(items: &[Value], tags: &[&[u8]]) -> Vec<(Vec<u8>, Vec<u8>)> {
         .collect()
 }
 
-fn pair(v: &Value) -> Result<(i64, i64), String> {
+fn pair(v: &Value) -> Result<(i64, i64), Error> {
     match v.as_array() {
         Some([a, b]) => Ok((a.as_int().unwrap_or(0), b.as_int().unwrap_or(0))),
-        _ => Err("ERR unexpected reply from a tag function".into()),
+        _ => Err(Error::bad_reply("ERR unexpected reply from a tag function")),
     }
 }
 
@@ -634,17 +636,12 @@ fn error_text(reply: &[u8]) -> String {
     s.trim_end().to_string()
 }
 
-fn decode(reply: &[u8]) -> Result<Value, String> {
+fn decode(reply: &[u8]) -> Result<Value, Error> {
     match Value::decode_exact(reply) {
-        Ok(Value::Error(e)) => Err(String::from_utf8_lossy(&e).into_owned()),
+        Ok(Value::Error(e)) => Err(Error::reply(String::from_utf8_lossy(&e).into_owned())),
         Ok(v) => Ok(v),
-        Err(e) => Err(format!("ERR bad reply from upstream: {e}")),
+        Err(e) => Err(Error::bad_reply(format!(
+            "ERR bad reply from upstream: {e}"
+        ))),
     }
-}
-
-/// An error reply.
-pub fn error(msg: &str) -> Bytes {
-    let mut b = BytesMut::new();
-    encode::error(&mut b, msg);
-    b.freeze()
 }

@@ -1,13 +1,15 @@
 //! Arguments of the tag commands, checked as Redis checks `SET`'s: arity
 //! errors and `syntax error` worded like Redis's own.
 
+use crate::error::{self, Error, NOT_INT, SYNTAX};
 use crate::protocol::request::parse_int;
 
-pub const SYNTAX: &str = "ERR syntax error";
-pub const NOT_INT: &str = "ERR value is not an integer or out of range";
+fn arity(name: &str) -> Error {
+    Error::client(error::arity(name))
+}
 
-pub fn arity(name: &str) -> String {
-    format!("ERR wrong number of arguments for '{name}' command")
+fn syntax() -> Error {
+    Error::client(SYNTAX)
 }
 
 /// `TAGSET key value [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL] [NX|XX] TAGS tag ...`
@@ -34,7 +36,7 @@ pub fn distinct<'a>(tags: impl IntoIterator<Item = &'a [u8]>) -> Vec<&'a [u8]> {
     out
 }
 
-pub fn tagset<'a>(args: &[&'a [u8]]) -> Result<TagSet<'a>, String> {
+pub fn tagset<'a>(args: &[&'a [u8]]) -> Result<TagSet<'a>, Error> {
     if args.len() < 5 {
         return Err(arity("tagset"));
     }
@@ -44,7 +46,7 @@ pub fn tagset<'a>(args: &[&'a [u8]]) -> Result<TagSet<'a>, String> {
     loop {
         let Some(a) = args.get(i) else {
             // No TAGS.
-            return Err(SYNTAX.into());
+            return Err(syntax());
         };
         let upper = a.to_ascii_uppercase();
         match &upper[..] {
@@ -59,7 +61,7 @@ pub fn tagset<'a>(args: &[&'a [u8]]) -> Result<TagSet<'a>, String> {
             }
             b"EX" | b"PX" | b"EXAT" | b"PXAT" if expiry.is_none() => {
                 let Some(n) = args.get(i + 1) else {
-                    return Err(SYNTAX.into());
+                    return Err(syntax());
                 };
                 let opt = match &upper[..] {
                     b"EX" => "EX",
@@ -70,7 +72,7 @@ pub fn tagset<'a>(args: &[&'a [u8]]) -> Result<TagSet<'a>, String> {
                 expiry = Some((opt, *n));
                 i += 2;
             }
-            _ => return Err(SYNTAX.into()),
+            _ => return Err(syntax()),
         }
     }
     if let Some((opt, n)) = expiry {
@@ -80,7 +82,7 @@ pub fn tagset<'a>(args: &[&'a [u8]]) -> Result<TagSet<'a>, String> {
     }
     let tags = distinct(args[i + 1..].iter().copied());
     if tags.is_empty() {
-        return Err(SYNTAX.into());
+        return Err(syntax());
     }
     Ok(TagSet {
         key: args[1],
@@ -92,9 +94,9 @@ pub fn tagset<'a>(args: &[&'a [u8]]) -> Result<TagSet<'a>, String> {
 }
 
 /// Redis's checks on SET's expire argument, with TAGSET's name in the error.
-fn check_expire(opt: &str, n: &[u8]) -> Result<(), String> {
-    let v = parse_int(n).ok_or(NOT_INT)?;
-    let invalid = || "ERR invalid expire time in 'tagset' command".to_string();
+fn check_expire(opt: &str, n: &[u8]) -> Result<(), Error> {
+    let v = parse_int(n).ok_or(Error::client(NOT_INT))?;
+    let invalid = || Error::client("ERR invalid expire time in 'tagset' command");
     if v <= 0 {
         return Err(invalid());
     }
@@ -115,7 +117,7 @@ fn check_expire(opt: &str, n: &[u8]) -> Result<(), String> {
 }
 
 /// `TAGADD key tag [tag ...]`
-pub fn tagadd<'a>(args: &[&'a [u8]]) -> Result<(&'a [u8], Vec<&'a [u8]>), String> {
+pub fn tagadd<'a>(args: &[&'a [u8]]) -> Result<(&'a [u8], Vec<&'a [u8]>), Error> {
     if args.len() < 3 {
         return Err(arity("tagadd"));
     }
@@ -123,7 +125,7 @@ pub fn tagadd<'a>(args: &[&'a [u8]]) -> Result<(&'a [u8], Vec<&'a [u8]>), String
 }
 
 /// `TAGINVAL tag [tag ...]`
-pub fn taginval<'a>(args: &[&'a [u8]]) -> Result<Vec<&'a [u8]>, String> {
+pub fn taginval<'a>(args: &[&'a [u8]]) -> Result<Vec<&'a [u8]>, Error> {
     if args.len() < 2 {
         return Err(arity("taginval"));
     }
@@ -131,7 +133,7 @@ pub fn taginval<'a>(args: &[&'a [u8]]) -> Result<Vec<&'a [u8]>, String> {
 }
 
 /// `TAGKEYS tag` / `TAGSOF key`: one argument.
-pub fn one<'a>(args: &[&'a [u8]], name: &str) -> Result<&'a [u8], String> {
+pub fn one<'a>(args: &[&'a [u8]], name: &str) -> Result<&'a [u8], Error> {
     if args.len() != 2 {
         return Err(arity(name));
     }
@@ -156,21 +158,18 @@ mod tests {
         assert_eq!(t.expiry, Some(("KEEPTTL", &b""[..])));
         assert_eq!(t.tags, vec![&b"EX"[..]]);
         assert_eq!(tagset(&a("TAGSET k v TAGS")), Err(arity("tagset")));
-        assert_eq!(tagset(&a("TAGSET k v EX 10")), Err(SYNTAX.into()));
-        assert_eq!(tagset(&a("TAGSET k v EX 10 TAGS")), Err(SYNTAX.into()));
-        assert_eq!(tagset(&a("TAGSET k v NX XX TAGS a")), Err(SYNTAX.into()));
+        assert_eq!(tagset(&a("TAGSET k v EX 10")), Err(syntax()));
+        assert_eq!(tagset(&a("TAGSET k v EX 10 TAGS")), Err(syntax()));
+        assert_eq!(tagset(&a("TAGSET k v NX XX TAGS a")), Err(syntax()));
+        assert_eq!(tagset(&a("TAGSET k v EX 1 PX 1 TAGS a")), Err(syntax()));
+        assert_eq!(tagset(&a("TAGSET k v KEEPTTL EX 1 TAGS a")), Err(syntax()));
         assert_eq!(
-            tagset(&a("TAGSET k v EX 1 PX 1 TAGS a")),
-            Err(SYNTAX.into())
+            tagset(&a("TAGSET k v EX x TAGS a")),
+            Err(Error::client(NOT_INT))
         );
-        assert_eq!(
-            tagset(&a("TAGSET k v KEEPTTL EX 1 TAGS a")),
-            Err(SYNTAX.into())
-        );
-        assert_eq!(tagset(&a("TAGSET k v EX x TAGS a")), Err(NOT_INT.into()));
         assert_eq!(
             tagset(&a("TAGSET k v EX 0 TAGS a")),
-            Err("ERR invalid expire time in 'tagset' command".into())
+            Err(Error::client("ERR invalid expire time in 'tagset' command"))
         );
         assert!(tagset(&a("TAGSET k v PXAT 1 TAGS a")).is_ok());
     }

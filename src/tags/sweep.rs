@@ -12,6 +12,7 @@ use super::layout::IndexKey;
 use super::lua::fcall;
 use super::ops::{command, Up};
 use crate::cluster::key_slot;
+use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::protocol::Value;
 use crate::server::{Ctx, Worker};
@@ -50,7 +51,7 @@ pub async fn sweep_once(
     ctx: &Arc<Ctx>,
     worker: &Arc<Worker>,
     lease: Duration,
-) -> Result<Option<u64>, String> {
+) -> Result<Option<u64>, Error> {
     let up0 = Up::new(ctx.clone(), worker.clone(), 0, 0);
     let lock = up0.layout.sweep_lock();
     let me = format!("{}", std::process::id());
@@ -84,7 +85,7 @@ pub async fn sweep_once(
 }
 
 /// Databases holding keys (`INFO keyspace`).
-async fn databases(up: &Up) -> Result<Vec<u32>, String> {
+async fn databases(up: &Up) -> Result<Vec<u32>, Error> {
     let v = up.run(0, &command(&[&b"INFO"[..], b"keyspace"])).await?;
     let text = String::from_utf8_lossy(v.as_bytes().unwrap_or_default()).into_owned();
     let mut dbs: Vec<u32> = text
@@ -140,7 +141,7 @@ fn pattern(prefix: &str) -> Vec<u8> {
     p
 }
 
-async fn sweep_node(up: &Arc<Up>, addr: &str, pace: &mut Pace) -> Result<u64, String> {
+async fn sweep_node(up: &Arc<Up>, addr: &str, pace: &mut Pace) -> Result<u64, Error> {
     let conn = up.conn(addr);
     super::lua::ensure(addr, &conn).await?;
     let pat = pattern(&up.layout.prefix);
@@ -148,13 +149,11 @@ async fn sweep_node(up: &Arc<Up>, addr: &str, pace: &mut Pace) -> Result<u64, St
     let mut removed = 0;
     loop {
         let req = command(&[&b"SCAN"[..], &cursor, b"MATCH", &pat, b"COUNT", b"1000"]);
-        let reply = crate::upstream::call::call_one(&conn, req)
-            .await
-            .map_err(|e| e.to_string())?;
-        let v = Value::decode_exact(&reply).map_err(|e| e.to_string())?;
+        let reply = crate::upstream::call::call_one(&conn, req).await?;
+        let v = Value::decode_exact(&reply).map_err(|e| Error::bad_reply(e.to_string()))?;
         let (next, keys) = match v.as_array() {
             Some([c, Value::Array(k)]) => (c.as_bytes().unwrap_or(b"0").to_vec(), k.clone()),
-            _ => return Err("unexpected SCAN reply".into()),
+            _ => return Err(Error::bad_reply("unexpected SCAN reply")),
         };
         for k in keys.iter().filter_map(|k| k.as_bytes()) {
             match up.layout.classify(k) {
@@ -177,12 +176,7 @@ async fn sweep_node(up: &Arc<Up>, addr: &str, pace: &mut Pace) -> Result<u64, St
 /// Re-check one entry set: expired scores first, then a scan for keys
 /// deleted by hand; in cluster mode also finish a directory confirmation a
 /// stopped proxy left pending.
-async fn sweep_entries(
-    up: &Arc<Up>,
-    slot: u16,
-    tag: &[u8],
-    pace: &mut Pace,
-) -> Result<u64, String> {
+async fn sweep_entries(up: &Arc<Up>, slot: u16, tag: &[u8], pace: &mut Pace) -> Result<u64, Error> {
     let b = up.bucket(slot);
     let z = b.zset(tag);
     let n = pace.step().to_string();
@@ -201,7 +195,7 @@ async fn sweep_entries(
                 *c as u64,
                 next.as_bytes().unwrap_or(b"0").to_vec(),
             ),
-            _ => return Err("unexpected reply from respite_tagsweep".into()),
+            _ => return Err(Error::bad_reply("unexpected reply from respite_tagsweep")),
         };
         removed += r;
         pace.spent(checked.max(1)).await;
@@ -222,7 +216,7 @@ async fn sweep_entries(
 }
 
 /// Drop directory slots whose entry sets are empty (generation-checked).
-async fn sweep_dir(up: &Arc<Up>, tag: &[u8]) -> Result<(), String> {
+async fn sweep_dir(up: &Arc<Up>, tag: &[u8]) -> Result<(), Error> {
     for (slot, gen) in up.dir_slots(tag).await? {
         let b = up.bucket(slot);
         let req = fcall("respite_tagcard", &[b.zset(tag)], &[] as &[&[u8]]);

@@ -3,6 +3,7 @@
 //! compressed values). They travel in the same batches as client traffic.
 
 use super::conn::{Conn, Target};
+use crate::error::Error;
 use crate::server::replies::ReplyQueue;
 use bytes::{Bytes, BytesMut};
 use std::future::poll_fn;
@@ -12,7 +13,7 @@ use std::task::Poll;
 /// Send `requests` (each one complete RESP command) on `conn` as one batch and
 /// return their raw replies in order. Fails with the error reply text when the
 /// node is down. Redirects (`MOVED`, `ASK`) come back as replies.
-pub async fn call(conn: &Conn, requests: &[Bytes]) -> Result<Vec<Bytes>, Arc<str>> {
+pub async fn call(conn: &Conn, requests: &[Bytes]) -> Result<Vec<Bytes>, Error> {
     if requests.is_empty() {
         return Ok(Vec::new());
     }
@@ -30,7 +31,8 @@ pub async fn call(conn: &Conn, requests: &[Bytes]) -> Result<Vec<Bytes>, Arc<str
             });
         }
     }
-    conn.submit(&mut buf, &mut targets)?;
+    conn.submit(&mut buf, &mut targets)
+        .map_err(|line| Error::down(&line))?;
     let mut replies = Vec::with_capacity(requests.len());
     poll_fn(|cx| {
         queue.drain(cx.waker(), |b, _| replies.push(b));
@@ -45,7 +47,7 @@ pub async fn call(conn: &Conn, requests: &[Bytes]) -> Result<Vec<Bytes>, Arc<str
 }
 
 /// One request, one reply.
-pub async fn call_one(conn: &Conn, request: Bytes) -> Result<Bytes, Arc<str>> {
+pub async fn call_one(conn: &Conn, request: Bytes) -> Result<Bytes, Error> {
     let mut r = call(conn, std::slice::from_ref(&request)).await?;
     Ok(r.pop().unwrap_or_default())
 }

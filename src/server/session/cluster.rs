@@ -10,6 +10,7 @@ use crate::cluster::{key_slot, parse_redirect, RedirectKind, SlotMap};
 use crate::command::keys::KeyTable;
 use crate::command::table::{self, Cluster, Split};
 use crate::command::Kind;
+use crate::error::{self, CROSSSLOT, NO_SLOT_MAP, SLOT_NOT_SERVED};
 use crate::protocol::encode;
 use crate::router::merge::{Merge, SCAN_NODE_BITS};
 use crate::server::replies::{After, Alloc, Redirected, DISCARD, WHOLE};
@@ -19,8 +20,6 @@ use std::sync::Arc;
 
 /// Nodes whose connections a session finds by pointer (see `node_conn`).
 const RECENT_CONNS: usize = 16;
-
-const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
 const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
 const DISCARD_CMD: &[u8] = b"*1\r\n$7\r\nDISCARD\r\n";
@@ -96,7 +95,7 @@ impl Session {
         alloc: &mut Alloc,
     ) -> Flow {
         let Some(shard) = map.node_for(slot) else {
-            return self.reply_error(alloc, "CLUSTERDOWN Hash slot not served");
+            return self.reply_error(alloc, SLOT_NOT_SERVED);
         };
         let mut conn = None;
         if replica_ok && !shard.replicas.is_empty() {
@@ -169,11 +168,7 @@ impl Session {
                     let conn = self.cluster_conn(&shard.primary);
                     self.push(&conn, request, Some((seq, i as u32)), alloc);
                 }
-                None => alloc.fill(
-                    seq,
-                    i as u32,
-                    error_bytes("CLUSTERDOWN Hash slot not served"),
-                ),
+                None => alloc.fill(seq, i as u32, error::reply(SLOT_NOT_SERVED)),
             }
         }
         Flow::Next
@@ -184,7 +179,7 @@ impl Session {
     fn keyless(&mut self, req: &Req, args: &[&[u8]], map: &SlotMap, alloc: &mut Alloc) -> Flow {
         let primaries = map.serving_primaries();
         if primaries.is_empty() {
-            return self.reply_error(alloc, "CLUSTERDOWN The cluster is down (no slot map yet)");
+            return self.reply_error(alloc, NO_SLOT_MAP);
         }
         let sub = |subs: &[&str]| {
             args.get(1)
@@ -613,10 +608,4 @@ fn cluster_info(map: &SlotMap) -> String {
          cluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:1\r\ncluster_size:1\r\n\
          cluster_current_epoch:0\r\ncluster_my_epoch:0\r\n"
     )
-}
-
-fn error_bytes(msg: &str) -> Bytes {
-    let mut b = BytesMut::new();
-    encode::error(&mut b, msg);
-    b.freeze()
 }

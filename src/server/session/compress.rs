@@ -12,6 +12,7 @@ use crate::compress::bytes_ops::{self, ByteOp, Outcome};
 use crate::compress::restore::{self, Keys, Restorer, TxEntry};
 use crate::compress::rewrite;
 use crate::compress::table::{self, ByteCmd, Role};
+use crate::error;
 use crate::metrics::Metrics;
 use crate::protocol::{encode, Parsed, RequestParser};
 use crate::server::replies::{Alloc, Post};
@@ -151,10 +152,7 @@ impl Session {
                 .map(|&i| key_slot(req.arg(i)));
             let first = slots.next();
             if slots.any(|s| Some(s) != first) {
-                return self.reply_error(
-                    alloc,
-                    "CROSSSLOT Keys in request don't hash to the same slot",
-                );
+                return self.reply_error(alloc, error::CROSSSLOT);
             }
         }
         let args: Vec<Bytes> = (0..req.argc())
@@ -178,7 +176,7 @@ impl Session {
             };
             async move {
                 let (Some(conn), Some(c)) = (conn, ctx.compress.clone()) else {
-                    return error_bytes("CLUSTERDOWN Hash slot not served");
+                    return error::reply(error::SLOT_NOT_SERVED);
                 };
                 let (reply, outcome) = bytes_ops::run(op, conn, &c, &ctx.metrics).await;
                 if outcome == Outcome::Refused {
@@ -248,12 +246,6 @@ fn new_slot(before: Option<u64>, alloc: &Alloc) -> Option<u64> {
 fn command(args: &[&[u8]]) -> Bytes {
     let mut b = BytesMut::new();
     encode::command(&mut b, args);
-    b.freeze()
-}
-
-fn error_bytes(msg: &str) -> Bytes {
-    let mut b = BytesMut::new();
-    encode::error(&mut b, msg);
     b.freeze()
 }
 

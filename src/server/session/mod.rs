@@ -690,7 +690,7 @@ impl Session {
                 Kind::Local(Local::Auth | Local::Hello | Local::Quit | Local::Reset)
             )
         {
-            return self.reply_error(alloc, "NOAUTH Authentication required.");
+            return self.reply_error(alloc, crate::error::NOAUTH);
         }
         if self.pinned.as_ref().is_some_and(|p| p.passthrough) {
             return self.handle_passthrough(req, kind, alloc);
@@ -1307,10 +1307,15 @@ impl Session {
         Flow::WaitAfter
     }
 
+    /// Answer the request with the error line `msg` (Redis's words).
     fn reply_error(&mut self, alloc: &mut Alloc, msg: &str) -> Flow {
-        let mut b = BytesMut::new();
-        encode::error(&mut b, msg);
-        alloc.ready(b.freeze(), After::Nothing);
+        alloc.ready(crate::error::reply(msg), After::Nothing);
+        Flow::Next
+    }
+
+    /// Answer the request with `e`'s reply.
+    fn fail(&mut self, alloc: &mut Alloc, e: &crate::error::Error) -> Flow {
+        alloc.ready(e.reply_bytes(), After::Nothing);
         Flow::Next
     }
 }

@@ -13,6 +13,7 @@
 
 use super::{Flow, Req, Session};
 use crate::cluster::key_slot;
+use crate::error::{self, Error, SLOT_NOT_SERVED};
 use crate::metrics::Metrics;
 use crate::protocol::{encode, Parsed, Proto, RequestParser};
 use crate::router::merge::Merge;
@@ -45,7 +46,7 @@ impl Session {
         let flow = match cmd {
             Cmd::Set => match parse::tagset(&args) {
                 Ok(ts) => self.tagset(ts, alloc),
-                Err(e) => self.reply_error(alloc, &e),
+                Err(e) => self.fail(alloc, &e),
             },
             Cmd::Add => match parse::tagadd(&args) {
                 Ok((key, tags)) => {
@@ -56,7 +57,7 @@ impl Session {
                         up.tagadd(&key, &t).await.map(int)
                     })
                 }
-                Err(e) => self.reply_error(alloc, &e),
+                Err(e) => self.fail(alloc, &e),
             },
             Cmd::Inval => match parse::taginval(&args) {
                 Ok(tags) => {
@@ -66,7 +67,7 @@ impl Session {
                         move |up| async move { up.taginval(tags).await.map(int) },
                     )
                 }
-                Err(e) => self.reply_error(alloc, &e),
+                Err(e) => self.fail(alloc, &e),
             },
             Cmd::Keys => match parse::one(&args, "tagkeys") {
                 Ok(tag) => {
@@ -76,7 +77,7 @@ impl Session {
                         move |up| async move { up.tagkeys(&tag).await.map(list) },
                     )
                 }
-                Err(e) => self.reply_error(alloc, &e),
+                Err(e) => self.fail(alloc, &e),
             },
             Cmd::Of => match parse::one(&args, "tagsof") {
                 Ok(key) => {
@@ -86,7 +87,7 @@ impl Session {
                         move |up| async move { up.tagsof(&key).await.map(list) },
                     )
                 }
-                Err(e) => self.reply_error(alloc, &e),
+                Err(e) => self.fail(alloc, &e),
             },
             Cmd::Command => Flow::Next,
         };
@@ -116,14 +117,14 @@ impl Session {
     fn tag_op<F, Fut>(&mut self, alloc: &mut Alloc, f: F) -> Flow
     where
         F: FnOnce(Arc<Up>) -> Fut,
-        Fut: Future<Output = Result<Bytes, String>> + Send + 'static,
+        Fut: Future<Output = Result<Bytes, Error>> + Send + 'static,
     {
         self.run_op(alloc, move |s| {
             let fut = f(s.up());
             async move {
                 match fut.await {
                     Ok(b) => b,
-                    Err(e) => ops::error(&e),
+                    Err(e) => e.reply_bytes(),
                 }
             }
         })
@@ -159,7 +160,7 @@ impl Session {
         let addr: Arc<str> = match &self.cluster {
             Some(t) => match t.map().node_for(slot) {
                 Some(s) => s.primary.as_str().into(),
-                None => return self.reply_error(alloc, "CLUSTERDOWN Hash slot not served"),
+                None => return self.reply_error(alloc, SLOT_NOT_SERVED),
             },
             None => self.worker.node().addr().clone(),
         };
@@ -289,7 +290,7 @@ impl Session {
             if let Some(t) = &self.cluster {
                 t.request_refresh();
             }
-            alloc.fill(seq, WHOLE, ops::error(&msg));
+            alloc.fill(seq, WHOLE, Error::down(&msg).reply_bytes());
             return Flow::Next;
         }
         self.last_conn = Some(conn);
@@ -436,7 +437,7 @@ fn names_empty(args: &[Vec<u8>]) -> bool {
 async fn call(conn: &Conn, req: Bytes) -> Result<Bytes, Bytes> {
     crate::upstream::call::call_one(conn, req)
         .await
-        .map_err(|e| ops::error(&e))
+        .map_err(|e| e.reply_bytes())
 }
 
 /// An aggregate reply with `extra` elements (already encoded) appended.
@@ -507,7 +508,7 @@ fn exec_reply(reply: Bytes, up: Arc<Up>, key: Vec<u8>, enc: Vec<u8>, tags: Vec<V
         return reply;
     };
     let (Some(set), Some(old)) = (items.first(), items.get(1)) else {
-        return ops::error("ERR unexpected reply to TAGSET's transaction");
+        return error::reply("ERR unexpected reply to TAGSET's transaction");
     };
     if let Ok(crate::protocol::Value::Bulk(old)) = crate::protocol::Value::decode_exact(old) {
         if old != enc {
@@ -579,7 +580,7 @@ fn tagset_post(up: Arc<Up>, addr: Arc<str>, slot: u16, tags: Arc<Vec<Vec<u8>>>) 
     Post::new(move |reply| {
         if lua::is_not_found(&reply) {
             lua::forget(&addr);
-            return ops::error(
+            return error::reply(
                 "TRYAGAIN respite is loading its tag functions again (FUNCTION FLUSH or a Redis restart removed them); retry",
             );
         }
