@@ -27,6 +27,24 @@ pub use file::{
 };
 pub use validate::validate;
 
+/// A setting that cannot be used, in words for the operator (a config
+/// problem, never a Redis reply: see `crate::error` for those).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl From<&str> for Invalid {
+    fn from(s: &str) -> Invalid {
+        Invalid(s.to_string())
+    }
+}
+
+impl From<String> for Invalid {
+    fn from(s: String) -> Invalid {
+        Invalid(s)
+    }
+}
+
 /// The file `load` reads when `--config` is not given, if it exists in the
 /// current directory.
 pub const DEFAULT_CONFIG_FILE: &str = "proxy.toml";
@@ -232,17 +250,17 @@ impl Mode {
 }
 
 impl FromStr for Mode {
-    type Err = String;
+    type Err = Invalid;
 
-    fn from_str(s: &str) -> Result<Mode, String> {
+    fn from_str(s: &str) -> Result<Mode, Invalid> {
         match s {
             "standalone" => Ok(Mode::Standalone),
             "sentinel" => Ok(Mode::Sentinel),
             "cluster" => Ok(Mode::Cluster),
-            _ => Err(format!(
+            _ => Err(Invalid(format!(
                 "unknown mode {s:?}, expected one of {}",
                 Mode::NAMES.join(", ")
-            )),
+            ))),
         }
     }
 }
@@ -266,16 +284,16 @@ impl LogFormat {
 }
 
 impl FromStr for LogFormat {
-    type Err = String;
+    type Err = Invalid;
 
-    fn from_str(s: &str) -> Result<LogFormat, String> {
+    fn from_str(s: &str) -> Result<LogFormat, Invalid> {
         match s {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
-            _ => Err(format!(
+            _ => Err(Invalid(format!(
                 "unknown log format {s:?}, expected one of {}",
                 LogFormat::NAMES.join(", ")
-            )),
+            ))),
         }
     }
 }
@@ -299,16 +317,16 @@ impl ReadFrom {
 }
 
 impl FromStr for ReadFrom {
-    type Err = String;
+    type Err = Invalid;
 
-    fn from_str(s: &str) -> Result<ReadFrom, String> {
+    fn from_str(s: &str) -> Result<ReadFrom, Invalid> {
         match s {
             "primary" => Ok(ReadFrom::Primary),
             "replica_preferred" => Ok(ReadFrom::ReplicaPreferred),
-            _ => Err(format!(
+            _ => Err(Invalid(format!(
                 "unknown read_from {s:?}, expected one of {}",
                 ReadFrom::NAMES.join(", ")
-            )),
+            ))),
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::defaults::*;
 use super::file::{FileConfig, FileUser, Secret};
 use super::{
-    AdminConfig, AuthConfig, CompressionConfig, Config, ConfigError, LimitsConfig, Mode,
+    AdminConfig, AuthConfig, CompressionConfig, Config, ConfigError, Invalid, LimitsConfig, Mode,
     StatsConfig, TagsConfig, UpstreamConfig, User,
 };
 
@@ -496,19 +496,19 @@ impl Problems {
 /// Checks the form of an upstream node address. Hostnames are allowed and
 /// resolved only when connecting (a name must not fail the config because DNS
 /// is briefly down at startup), so this checks the shape, not the host.
-fn check_host_port(s: &str) -> Result<(), String> {
+fn check_host_port(s: &str) -> Result<(), Invalid> {
     let Some((host, port)) = s.rsplit_once(':') else {
         return Err("is not HOST:PORT (e.g. 127.0.0.1:6379 or redis.internal:6379)".into());
     };
     match port.parse::<u16>() {
         Ok(0) => return Err("has port 0; an upstream needs a real port".into()),
         Ok(_) => {}
-        Err(_) => return Err(format!("has an invalid port {port:?} (1-65535)")),
+        Err(_) => return Err(format!("has an invalid port {port:?} (1-65535)").into()),
     }
     if let Some(inner) = host.strip_prefix('[') {
         return match inner.strip_suffix(']').map(str::parse::<Ipv6Addr>) {
             Some(Ok(_)) => Ok(()),
-            _ => Err(format!("has an invalid IPv6 address {host:?}")),
+            _ => Err(format!("has an invalid IPv6 address {host:?}").into()),
         };
     }
     if host.contains(':') {
@@ -517,7 +517,7 @@ fn check_host_port(s: &str) -> Result<(), String> {
     if is_hostname(host) {
         Ok(())
     } else {
-        Err(format!("has an invalid host {host:?}"))
+        Err(format!("has an invalid host {host:?}").into())
     }
 }
 
@@ -543,21 +543,22 @@ fn is_hostname(host: &str) -> bool {
 /// directives. Stricter than `tracing` (which reads a bare word as a target
 /// to log at every level) so that a typo such as `inf0` or `warning` is an
 /// error rather than a filter that silently logs nothing.
-fn check_log_filter(filter: &str) -> Result<(), String> {
+fn check_log_filter(filter: &str) -> Result<(), Invalid> {
     if filter.trim().is_empty() {
         return Err("must not be empty (e.g. \"info\")".into());
     }
     for directive in filter.split(',').map(str::trim) {
         let level = match directive.rsplit_once('=') {
             Some((target, level)) if !target.is_empty() => level,
-            Some(_) => return Err(format!("{directive:?} has no target before '='")),
+            Some(_) => return Err(format!("{directive:?} has no target before '='").into()),
             None => directive,
         };
         if !LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {
             return Err(format!(
                 "{directive:?} is not LEVEL or TARGET=LEVEL with LEVEL one of {}",
                 LOG_LEVELS.join(", ")
-            ));
+            )
+            .into());
         }
     }
     Ok(())

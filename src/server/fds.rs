@@ -8,7 +8,7 @@
 //! with one warning naming the numbers. A client over the lowered limit then
 //! gets `-ERR max number of clients reached`, as in Redis.
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, Invalid, Mode};
 
 /// Descriptors kept for everything that is not counted below: standard
 /// streams, each runtime's epoll and wake-up descriptors, DNS lookups, the
@@ -83,7 +83,7 @@ pub trait NofileLimit {
 /// Raise the soft `RLIMIT_NOFILE` towards what `config` needs (never above
 /// the hard limit) and lower the limits in `config` to what the result
 /// allows. Logs what it did; an error when not even one client fits.
-pub fn adjust(config: &mut Config, rlimit: &dyn NofileLimit) -> Result<(), String> {
+pub fn adjust(config: &mut Config, rlimit: &dyn NofileLimit) -> Result<(), Invalid> {
     let need = fixed_need(config)
         + config.limits.max_clients as u64
         + config.upstream.max_pinned_connections as u64;
@@ -119,11 +119,11 @@ pub fn adjust(config: &mut Config, rlimit: &dyn NofileLimit) -> Result<(), Strin
         config.upstream.max_pinned_connections,
     );
     let Some((c, p)) = fit(config, limit) else {
-        return Err(format!(
+        return Err(Invalid(format!(
             "the open files limit (RLIMIT_NOFILE) is {limit}, too low to serve any client: \
              raise it to at least {} (ulimit -n), {need} for the configured limits",
             fixed_need(config) + 2
-        ));
+        )));
     };
     config.limits.max_clients = c;
     config.upstream.max_pinned_connections = p;
@@ -256,6 +256,6 @@ mod tests {
         // Not even one client fits.
         let mut c = config(10_000, 1024);
         let r = fake(40, 40, false);
-        assert!(adjust(&mut c, &r).unwrap_err().contains("too low"));
+        assert!(adjust(&mut c, &r).unwrap_err().0.contains("too low"));
     }
 }
