@@ -40,4 +40,5 @@ pub mod sentinel;
 pub mod server;
 pub mod stats;
 pub mod tags;
+pub mod tls;
 pub mod upstream;

@@ -32,16 +32,35 @@ fn main() -> ExitCode {
         tracing::error!("{e}");
         return ExitCode::from(1);
     }
+    if config
+        .upstream
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.insecure_skip_verify)
+    {
+        tracing::warn!(
+            "INSECURE: upstream.tls.insecure_skip_verify = true: upstream certificates are \
+             NOT verified; anyone on the network path can impersonate Redis and read every \
+             request and password. Use ca_file instead outside of tests."
+        );
+    }
     let ctx = Ctx::new(config);
     let server = match Server::start(ctx.clone()) {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(error = %e, listen = %ctx.config.listen, "cannot listen");
+            tracing::error!(
+                error = %e,
+                listen = ?ctx.config.listen,
+                tls_listen = ?ctx.config.tls.as_ref().map(|t| t.listen),
+                "cannot listen"
+            );
             return ExitCode::from(1);
         }
     };
+    let show = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
     tracing::info!(
-        listen = %server.local_addr,
+        listen = %show(server.local_addr),
+        tls_listen = %show(server.tls_addr),
         workers = ctx.config.workers,
         upstream = ?ctx.config.upstream.nodes,
         "respite listening"

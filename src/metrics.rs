@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 pub const CONNECTIONS_ACCEPTED: &str = "respite_connections_accepted_total";
 pub const CONNECTIONS_REJECTED: &str = "respite_connections_rejected_total";
+pub const TLS_HANDSHAKE_FAILURES: &str = "respite_tls_handshake_failures_total";
 pub const CLIENTS_CONNECTED: &str = "respite_clients_connected";
 pub const COMMANDS: &str = "respite_commands_total";
 pub const COMMANDS_LOCAL: &str = "respite_commands_local_total";
@@ -48,6 +49,8 @@ pub const UPTIME: &str = "respite_uptime_seconds";
 pub struct Metrics {
     pub connections_accepted: AtomicU64,
     pub connections_rejected: AtomicU64,
+    /// Client connections to the TLS listener whose handshake failed or timed out.
+    pub tls_handshake_failures: AtomicU64,
     pub clients_connected: AtomicI64,
     pub commands: AtomicU64,
     pub commands_local: AtomicU64,

@@ -38,7 +38,7 @@ fn environment_variables_feed_the_command_line() {
     assert_eq!(cli.secrets.sentinel_password, None, "empty counts as unset");
 
     let config = config::load(&cli).expect("valid config");
-    assert_eq!(config.listen, "0.0.0.0:7100".parse().expect("addr"));
+    assert_eq!(config.listen, Some("0.0.0.0:7100".parse().expect("addr")));
     assert_eq!(
         config.upstream.nodes,
         ["s1:26379", "s2:26379", "[::1]:26379"]

@@ -32,6 +32,11 @@ impl AdminState for ProxyAdmin {
             get(&mt.connections_accepted),
         );
         w.counter(
+            m::TLS_HANDSHAKE_FAILURES,
+            "Client TLS handshakes that failed or timed out (the connection was closed).",
+            get(&mt.tls_handshake_failures),
+        );
+        w.counter(
             m::CONNECTIONS_REJECTED,
             "Client connections refused (limits.max_clients).",
             get(&mt.connections_rejected),

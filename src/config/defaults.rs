@@ -24,6 +24,14 @@ pub const DEFAULT_ADMIN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 9121));
 /// The word that disables the admin listener in `server.admin` / `--admin`.
 pub const ADMIN_OFF: &str = "off";
+/// The word that disables the plaintext listener in `server.listen` (TLS only).
+pub const LISTEN_OFF: &str = "off";
+/// `[server.tls]`: client certificates are not asked for.
+pub const DEFAULT_SERVER_TLS_CLIENT_AUTH: crate::tls::ClientAuth = crate::tls::ClientAuth::None;
+/// `[server.tls]`: TLS 1.2 and 1.3 accepted.
+pub const DEFAULT_SERVER_TLS_MIN_VERSION: crate::tls::MinVersion = crate::tls::MinVersion::Tls12;
+/// `[server.tls]`: time a client has to complete its handshake.
+pub const DEFAULT_SERVER_TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 /// `tracing` filter directive.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// Human-readable lines (coloured only on a terminal).

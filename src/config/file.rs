@@ -6,12 +6,13 @@
 //! as parsing needs; range and consistency checks belong to `validate`, which
 //! can report all of them at once.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use super::defaults::*;
 use super::{ConfigError, LogFormat, Mode, ReadFrom};
+use crate::tls::{ClientAuth, MinVersion};
 
 /// The whole file. A missing section is the same as an empty one.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -40,6 +41,32 @@ pub struct ServerSection {
     pub log_level: Option<String>,
     /// `"text"` or `"json"`.
     pub log_format: Option<LogFormat>,
+    pub tls: Option<ServerTlsSection>,
+}
+
+/// `[server.tls]`: a TLS listener beside (or instead of) `listen`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsSection {
+    pub listen: Option<String>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub client_ca_file: Option<PathBuf>,
+    pub client_auth: Option<ClientAuth>,
+    pub min_version: Option<MinVersion>,
+    pub handshake_timeout_ms: Option<u64>,
+}
+
+/// `[upstream.tls]`
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsSection {
+    pub enabled: Option<bool>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub server_name: Option<String>,
+    pub insecure_skip_verify: Option<bool>,
 }
 
 /// `[admin]`: the admin HTTP endpoint (its address is `server.admin`).
@@ -97,6 +124,7 @@ pub struct UpstreamSection {
     pub reconnect_backoff_max_ms: Option<u64>,
     pub databases: Option<u32>,
     pub read_from: Option<ReadFrom>,
+    pub tls: Option<UpstreamTlsSection>,
 }
 
 /// `[limits]`
@@ -179,6 +207,7 @@ impl FileConfig {
                 admin: Some(DEFAULT_ADMIN.to_string()),
                 log_level: Some(DEFAULT_LOG_LEVEL.to_string()),
                 log_format: Some(DEFAULT_LOG_FORMAT),
+                tls: None,
             },
             admin: AdminSection {
                 token: None,
@@ -209,6 +238,7 @@ impl FileConfig {
                 reconnect_backoff_max_ms: Some(DEFAULT_UPSTREAM_RECONNECT_BACKOFF_MAX_MS),
                 databases: Some(DEFAULT_UPSTREAM_DATABASES),
                 read_from: Some(DEFAULT_UPSTREAM_READ_FROM),
+                tls: None,
             },
             limits: LimitsSection {
                 max_clients: Some(DEFAULT_LIMITS_MAX_CLIENTS),

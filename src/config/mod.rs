@@ -23,7 +23,8 @@ mod validate;
 pub use defaults::*;
 pub use file::{
     AdminSection, AuthSection, CompressionSection, FileConfig, FileUser, LimitsSection, Secret,
-    ServerSection, StatsSection, TagsSection, UpstreamSection,
+    ServerSection, ServerTlsSection, StatsSection, TagsSection, UpstreamSection,
+    UpstreamTlsSection,
 };
 pub use validate::validate;
 
@@ -79,8 +80,11 @@ pub enum ReadFrom {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Client listen address.
-    pub listen: SocketAddr,
+    /// Client listen address (plaintext); `None` with `listen = "off"`
+    /// (TLS only).
+    pub listen: Option<SocketAddr>,
+    /// The TLS listener (`[server.tls]`); `None`: plaintext only.
+    pub tls: Option<ServerTlsConfig>,
     /// Worker threads, each a current-thread runtime with its own listener
     /// (SO_REUSEPORT) and its own shared upstream connections. Resolved: never 0.
     pub workers: usize,
@@ -97,6 +101,35 @@ pub struct Config {
     pub compression: CompressionConfig,
     pub tags: TagsConfig,
     pub stats: StatsConfig,
+}
+
+/// `[server.tls]`, with the certificate and key loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTlsConfig {
+    pub listen: SocketAddr,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: Option<PathBuf>,
+    pub client_auth: crate::tls::ClientAuth,
+    pub min_version: crate::tls::MinVersion,
+    /// A client that has not finished its handshake after this long is dropped.
+    pub handshake_timeout: Duration,
+    /// What new handshakes use; replaceable while running.
+    pub server: crate::tls::Swap<rustls::ServerConfig>,
+}
+
+/// `[upstream.tls]` when enabled, with the trusted roots and client
+/// certificate loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTlsConfig {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Verification and SNI name; `None`: the host of each node's address.
+    pub server_name: Option<String>,
+    pub insecure_skip_verify: bool,
+    /// What new connections use; replaceable while running.
+    pub client: crate::tls::Swap<rustls::ClientConfig>,
 }
 
 // Debug by hand below: it must not print the token.
@@ -173,6 +206,8 @@ pub struct UpstreamConfig {
     /// Number of databases `SELECT` accepts (standalone/sentinel).
     pub databases: u32,
     pub read_from: ReadFrom,
+    /// TLS towards every node (data nodes, sentinels, cluster nodes).
+    pub tls: Option<UpstreamTlsConfig>,
 }
 
 impl UpstreamConfig {
@@ -405,6 +440,7 @@ impl fmt::Debug for UpstreamConfig {
             .field("reconnect_backoff_max", &self.reconnect_backoff_max)
             .field("databases", &self.databases)
             .field("read_from", &self.read_from)
+            .field("tls", &self.tls)
             .finish()
     }
 }

@@ -66,6 +66,10 @@ fn proxy_toml_documents_the_settings_without_default() {
         "# sentinel_username = ",
         "# sentinel_password = ",
         "# secret = ",
+        "# [server.tls]",
+        "# [upstream.tls]",
+        "# client_auth = ",
+        "# insecure_skip_verify = ",
     ] {
         assert!(text.contains(key), "proxy.toml does not mention {key:?}");
     }
@@ -75,7 +79,7 @@ fn proxy_toml_documents_the_settings_without_default() {
 fn empty_file_gives_the_defaults() {
     let config = validate(parse("")).expect("defaults are valid");
     assert_eq!(config, Config::default());
-    assert_eq!(config.listen, DEFAULT_LISTEN);
+    assert_eq!(config.listen, Some(DEFAULT_LISTEN));
     assert_eq!(config.admin, Some(DEFAULT_ADMIN));
     assert_eq!(config.log_level, DEFAULT_LOG_LEVEL);
     assert_eq!(config.log_format, LogFormat::Text);
@@ -126,7 +130,7 @@ fn accepted_edge_values() {
         "#,
     ))
     .expect("valid");
-    assert_eq!(config.listen.port(), 0);
+    assert_eq!(config.listen.expect("listen").port(), 0);
     assert_eq!(config.admin.map(|a| a.port()), Some(0));
     assert_eq!(config.upstream.mode, Mode::Cluster);
     assert_eq!(config.upstream.read_from, ReadFrom::ReplicaPreferred);
@@ -453,7 +457,7 @@ fn flags_override_the_file() {
 
     // Without flags the file's values hold.
     let config = load(&cli(&["--config", path])).expect("valid");
-    assert_eq!(config.listen.port(), 7000);
+    assert_eq!(config.listen.expect("listen").port(), 7000);
     assert_eq!(config.workers, 2);
     assert_eq!(config.log_format, LogFormat::Json);
     assert_eq!(config.upstream.nodes, ["file-node:6379"]);
@@ -481,7 +485,7 @@ fn flags_override_the_file() {
         "off",
     ]))
     .expect("valid");
-    assert_eq!(config.listen, "0.0.0.0:7001".parse().expect("addr"));
+    assert_eq!(config.listen, Some("0.0.0.0:7001".parse().expect("addr")));
     assert_eq!(config.workers, 5);
     assert_eq!(config.log_level, "debug");
     assert_eq!(config.log_format, LogFormat::Text);
@@ -573,7 +577,7 @@ fn empty_overrides_count_as_unset() {
         " ",
     ]))
     .expect("valid");
-    assert_eq!(config.listen, DEFAULT_LISTEN);
+    assert_eq!(config.listen, Some(DEFAULT_LISTEN));
     assert_eq!(config.upstream.master_name, None);
     assert_eq!(config.upstream.nodes, DEFAULT_UPSTREAM_NODES);
 }
@@ -590,6 +594,44 @@ fn mode_and_read_from_names_round_trip() {
         );
     }
     assert!("Cluster".parse::<Mode>().is_err());
+}
+
+#[test]
+fn tls_sections_are_checked() {
+    // "off" without a TLS listener leaves clients nowhere to connect.
+    let p = problems("[server]\nlisten = \"off\"\n");
+    assert!(p.iter().any(|p| p.starts_with("server.listen:")), "{p:?}");
+    // Missing fields and inconsistent client auth, all reported.
+    let p = problems("[server.tls]\nclient_auth = \"required\"\n");
+    for key in [
+        "server.tls.listen:",
+        "server.tls.cert_file:",
+        "server.tls.key_file:",
+        "server.tls.client_ca_file:",
+    ] {
+        assert!(p.iter().any(|p| p.starts_with(key)), "{key} not in {p:?}");
+    }
+    let e = FileConfig::parse("[server.tls]\nmin_version = \"1.1\"\n", "t.toml")
+        .expect_err("1.1 is not a choice");
+    assert!(e.to_string().contains("1.1"), "{e}");
+    // Upstream: a certificate without its key; a file that is not there.
+    let p = problems("[upstream.tls]\nenabled = true\ncert_file = \"/x.pem\"\n");
+    assert!(
+        p.iter().any(|p| p.contains("cert_file and key_file")),
+        "{p:?}"
+    );
+    let p = problems("[upstream.tls]\nenabled = true\nca_file = \"/nonexistent/ca.pem\"\n");
+    assert!(
+        p.iter()
+            .any(|p| p.starts_with("upstream.tls:") && p.contains("/nonexistent/ca.pem")),
+        "{p:?}"
+    );
+    // Not enabled: nothing is read, no TLS.
+    let c = validate(parse(
+        "[upstream.tls]\nenabled = false\nca_file = \"/nonexistent\"\n",
+    ))
+    .expect("valid");
+    assert!(c.upstream.tls.is_none());
 }
 
 #[test]

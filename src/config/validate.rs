@@ -8,13 +8,14 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::defaults::*;
-use super::file::{FileConfig, FileUser, Secret};
+use super::file::{FileConfig, FileUser, Secret, ServerTlsSection, UpstreamTlsSection};
 use super::{
     AdminConfig, AuthConfig, CompressionConfig, Config, ConfigError, Invalid, LimitsConfig, Mode,
-    StatsConfig, TagsConfig, UpstreamConfig, User,
+    ServerTlsConfig, StatsConfig, TagsConfig, UpstreamConfig, UpstreamTlsConfig, User,
 };
 
 /// Level names `tracing` accepts in a filter directive.
@@ -28,10 +29,27 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
     // ---- [server] ----
     let server = file.server;
     // `None` below means "invalid, already reported".
-    let listen = match server.listen {
-        Some(s) => p.socket_addr("server.listen", &s),
-        None => Some(DEFAULT_LISTEN),
+    // `Some(None)`: "off" (TLS only).
+    let listen: Option<Option<SocketAddr>> = match server.listen {
+        Some(s) if s.eq_ignore_ascii_case(LISTEN_OFF) => Some(None),
+        Some(s) => p.socket_addr("server.listen", &s).map(Some),
+        None => Some(Some(DEFAULT_LISTEN)),
     };
+    let tls = server.tls.and_then(|t| server_tls(&mut p, t));
+    if listen == Some(None) && tls.is_none() {
+        p.add(
+            "server.listen",
+            "\"off\" needs a [server.tls] listener (clients must be able to connect somewhere)",
+        );
+    }
+    if let (Some(Some(listen)), Some(t)) = (listen, &tls) {
+        if t.listen == listen && listen.port() != 0 {
+            p.add(
+                "server.tls.listen",
+                format!("{listen} is also server.listen; they need different ports"),
+            );
+        }
+    }
     let workers = match server.workers.unwrap_or(DEFAULT_WORKERS) {
         // The affinity mask, not the machine's CPU count: a process pinned to
         // two cores (taskset, cgroup cpusets) gains nothing from more workers.
@@ -43,7 +61,7 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         Some(s) => p.socket_addr("server.admin", &s).map(Some),
         None => Some(Some(DEFAULT_ADMIN)),
     };
-    if let (Some(listen), Some(Some(admin))) = (listen, admin) {
+    if let (Some(Some(listen)), Some(Some(admin))) = (listen, admin) {
         // Port 0 means "any free port" for each, so only a fixed port can clash.
         if admin == listen && admin.port() != 0 {
             p.add(
@@ -209,6 +227,7 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         reconnect_backoff_max: Duration::from_millis(backoff_max_ms),
         databases,
         read_from: up.read_from.unwrap_or(DEFAULT_UPSTREAM_READ_FROM),
+        tls: up.tls.and_then(|t| upstream_tls(&mut p, t)),
     };
 
     // ---- [limits] ----
@@ -369,6 +388,7 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
     match (listen, admin) {
         (Some(listen), Some(admin)) if p.0.is_empty() => Ok(Config {
             listen,
+            tls,
             workers,
             admin,
             admin_http,
@@ -383,6 +403,116 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         }),
         _ => Err(ConfigError::new(p.0)),
     }
+}
+
+/// `[server.tls]`: every file is read and the rustls configuration built
+/// here, so a bad certificate is reported by `--check` too.
+fn server_tls(p: &mut Problems, t: ServerTlsSection) -> Option<ServerTlsConfig> {
+    let listen = match t.listen {
+        Some(s) => p.socket_addr("server.tls.listen", &s),
+        None => {
+            p.add(
+                "server.tls.listen",
+                "required (IP:PORT of the TLS listener)",
+            );
+            None
+        }
+    };
+    let mut need = |key: &str, v: Option<PathBuf>| {
+        if v.is_none() {
+            p.add(key, "required with [server.tls]");
+        }
+        v
+    };
+    let cert_file = need("server.tls.cert_file", t.cert_file);
+    let key_file = need("server.tls.key_file", t.key_file);
+    let client_auth = t.client_auth.unwrap_or(DEFAULT_SERVER_TLS_CLIENT_AUTH);
+    let min_version = t.min_version.unwrap_or(DEFAULT_SERVER_TLS_MIN_VERSION);
+    if client_auth != crate::tls::ClientAuth::None && t.client_ca_file.is_none() {
+        p.add(
+            "server.tls.client_ca_file",
+            "required when client_auth is \"optional\" or \"required\" (the CA client certificates must chain to)",
+        );
+    }
+    if client_auth == crate::tls::ClientAuth::None && t.client_ca_file.is_some() {
+        p.add(
+            "server.tls.client_auth",
+            "client_ca_file is set but client_auth is \"none\": set \"optional\" or \"required\"",
+        );
+    }
+    let timeout_ms = t
+        .handshake_timeout_ms
+        .unwrap_or(DEFAULT_SERVER_TLS_HANDSHAKE_TIMEOUT_MS);
+    p.at_least("server.tls.handshake_timeout_ms", timeout_ms, 1);
+    let (listen, cert_file, key_file) = (listen?, cert_file?, key_file?);
+    let server = match crate::tls::server_config(
+        &cert_file,
+        &key_file,
+        t.client_ca_file.as_deref(),
+        client_auth,
+        min_version,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            p.add("server.tls", e);
+            return None;
+        }
+    };
+    Some(ServerTlsConfig {
+        listen,
+        cert_file,
+        key_file,
+        client_ca_file: t.client_ca_file,
+        client_auth,
+        min_version,
+        handshake_timeout: Duration::from_millis(timeout_ms),
+        server: crate::tls::Swap::new(server),
+    })
+}
+
+/// `[upstream.tls]`; `None` when not enabled.
+fn upstream_tls(p: &mut Problems, t: UpstreamTlsSection) -> Option<UpstreamTlsConfig> {
+    if !t.enabled.unwrap_or(false) {
+        return None;
+    }
+    let insecure = t.insecure_skip_verify.unwrap_or(false);
+    let cert_key = match (&t.cert_file, &t.key_file) {
+        (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+        (None, None) => None,
+        _ => {
+            p.add(
+                "upstream.tls",
+                "cert_file and key_file go together (the client certificate and its key)",
+            );
+            return None;
+        }
+    };
+    if let Some(n) = &t.server_name {
+        if let Err(e) = crate::tls::server_name(Some(n), "") {
+            p.add("upstream.tls.server_name", e);
+            return None;
+        }
+    }
+    let client = match crate::tls::client_config(
+        t.ca_file.as_deref(),
+        cert_key,
+        insecure,
+        crate::tls::MinVersion::Tls12,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            p.add("upstream.tls", e);
+            return None;
+        }
+    };
+    Some(UpstreamTlsConfig {
+        ca_file: t.ca_file,
+        cert_file: t.cert_file,
+        key_file: t.key_file,
+        server_name: t.server_name,
+        insecure_skip_verify: insecure,
+        client: crate::tls::Swap::new(client),
+    })
 }
 
 /// The problems found so far, `key: message` each.

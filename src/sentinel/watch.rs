@@ -7,8 +7,6 @@ use crate::protocol::{encode, ReplyScanner, Value};
 use bytes::BytesMut;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Events about a master that can mean its primary changed or is failing.
 const CHANNELS: [&[u8]; 7] = [
@@ -49,12 +47,12 @@ pub(super) async fn watch(s: Arc<Sentinel>, i: usize) {
 /// Runs until the subscription fails; returns why.
 async fn subscribe(s: &Sentinel, i: usize, addr: &str) -> String {
     let u = &s.config.upstream;
-    let mut stream = match tokio::time::timeout(u.connect_timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(st)) => st,
-        Ok(Err(e)) => return e.to_string(),
-        Err(_) => return "connect timed out".to_string(),
-    };
-    net::tune(&stream);
+    let stream =
+        match tokio::time::timeout(u.connect_timeout, net::connect(addr, u.tls.as_ref())).await {
+            Ok(Ok(st)) => st,
+            Ok(Err(e)) => return e,
+            Err(_) => return "connect timed out".to_string(),
+        };
     let mut out = BytesMut::new();
     let mut expect_auth = false;
     if let Some(p) = &u.sentinel_password {
@@ -70,7 +68,7 @@ async fn subscribe(s: &Sentinel, i: usize, addr: &str) -> String {
     let mut sub: Vec<&[u8]> = vec![b"SUBSCRIBE"];
     sub.extend_from_slice(&CHANNELS);
     encode::command(&mut out, &sub);
-    if let Err(e) = stream.write_all(&out).await {
+    if let Err(e) = net::write_all(&stream, &mut out).await {
         return e.to_string();
     }
     let mut rbuf = BytesMut::with_capacity(4096);
@@ -95,7 +93,7 @@ async fn subscribe(s: &Sentinel, i: usize, addr: &str) -> String {
             }
             on_frame(s, i, addr, &v);
         }
-        match tokio::time::timeout(KEEPALIVE, stream.read_buf(&mut rbuf)).await {
+        match tokio::time::timeout(KEEPALIVE, net::read_some(&stream, &mut rbuf)).await {
             Ok(Ok(0)) => return "connection closed by sentinel".to_string(),
             Ok(Ok(_)) => silent = 0,
             Ok(Err(e)) => return e.to_string(),
@@ -106,7 +104,7 @@ async fn subscribe(s: &Sentinel, i: usize, addr: &str) -> String {
                 }
                 let mut ping = BytesMut::new();
                 encode::command(&mut ping, &[b"PING".as_slice()]);
-                if let Err(e) = stream.write_all(&ping).await {
+                if let Err(e) = net::write_all(&stream, &mut ping).await {
                     return e.to_string();
                 }
             }

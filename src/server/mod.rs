@@ -212,7 +212,10 @@ pub struct ClientMeta {
 #[derive(Debug)]
 pub struct Server {
     pub ctx: Arc<Ctx>,
-    pub local_addr: SocketAddr,
+    /// The plaintext listener's address (`None`: TLS only).
+    pub local_addr: Option<SocketAddr>,
+    /// The TLS listener's address.
+    pub tls_addr: Option<SocketAddr>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -221,14 +224,10 @@ impl Server {
     /// shares the port the first one got.
     pub fn start(ctx: Arc<Ctx>) -> io::Result<Server> {
         let n = ctx.config.workers.max(1);
-        let first = bind(ctx.config.listen, n > 1)?;
-        let local_addr = first.local_addr()?;
-        let mut listeners = vec![first];
-        for _ in 1..n {
-            listeners.push(bind(local_addr, true)?);
-        }
+        let (plain, local_addr) = bind_all(ctx.config.listen, n)?;
+        let (tls, tls_addr) = bind_all(ctx.config.tls.as_ref().map(|t| t.listen), n)?;
         let mut threads = Vec::new();
-        for (index, l) in listeners.into_iter().enumerate() {
+        for (index, l) in plain.into_iter().zip(tls).enumerate() {
             let ctx = ctx.clone();
             let worker = Arc::new(Worker {
                 index,
@@ -257,6 +256,7 @@ impl Server {
         Ok(Server {
             ctx,
             local_addr,
+            tls_addr,
             threads,
         })
     }
@@ -267,6 +267,24 @@ impl Server {
             let _ = t.join();
         }
     }
+}
+
+/// One listener per worker on `addr` (or `n` times nothing), and the bound address.
+#[allow(clippy::type_complexity)]
+fn bind_all(
+    addr: Option<SocketAddr>,
+    n: usize,
+) -> io::Result<(Vec<Option<std::net::TcpListener>>, Option<SocketAddr>)> {
+    let Some(addr) = addr else {
+        return Ok(((0..n).map(|_| None).collect(), None));
+    };
+    let first = bind(addr, n > 1)?;
+    let local = first.local_addr()?;
+    let mut listeners = vec![Some(first)];
+    for _ in 1..n {
+        listeners.push(Some(bind(local, true)?));
+    }
+    Ok((listeners, Some(local)))
 }
 
 fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
@@ -282,10 +300,23 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener>
     Ok(s.into())
 }
 
-async fn worker_main(ctx: Arc<Ctx>, worker: Arc<Worker>, listener: std::net::TcpListener) {
-    let listener = match TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
+/// Accepts on `l`, or waits forever without one.
+async fn accept_on(l: &Option<TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn worker_main(
+    ctx: Arc<Ctx>,
+    worker: Arc<Worker>,
+    (plain, tls): (Option<std::net::TcpListener>, Option<std::net::TcpListener>),
+) {
+    let register = |l: Option<std::net::TcpListener>| l.map(TcpListener::from_std).transpose();
+    let (plain, tls) = match (register(plain), register(tls)) {
+        (Ok(p), Ok(t)) => (p, t),
+        (Err(e), _) | (_, Err(e)) => {
             tracing::error!(error = %e, "cannot register listener");
             return;
         }
@@ -306,10 +337,26 @@ async fn worker_main(ctx: Arc<Ctx>, worker: Arc<Worker>, listener: std::net::Tcp
             break;
         }
         tokio::select! {
-            r = listener.accept() => match r {
+            r = accept_on(&plain) => match r {
                 Ok((stream, peer)) => {
                     backoff = ACCEPT_BACKOFF_MIN;
-                    accept(&ctx, &worker, &local_tasks, stream, peer)
+                    accept(&ctx, &worker, &local_tasks, stream, peer, false)
+                }
+                Err(e) => {
+                    // Out of descriptors (EMFILE) or memory: the connection
+                    // waits in the backlog, so retrying at once would spin.
+                    accept_failed(&e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = &mut shutdown => break,
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                }
+            },
+            r = accept_on(&tls) => match r {
+                Ok((stream, peer)) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    accept(&ctx, &worker, &local_tasks, stream, peer, true)
                 }
                 Err(e) => {
                     // Out of descriptors (EMFILE) or memory: the connection
@@ -325,7 +372,7 @@ async fn worker_main(ctx: Arc<Ctx>, worker: Arc<Worker>, listener: std::net::Tcp
             _ = &mut shutdown => break,
         }
     }
-    drop(listener);
+    drop((plain, tls));
     // Sessions finish their in-flight replies; the grace period is enforced by main.
     while local_tasks.load(Ordering::Acquire) > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -403,6 +450,7 @@ fn accept(
     local_tasks: &Arc<AtomicUsize>,
     stream: TcpStream,
     peer: SocketAddr,
+    tls: bool,
 ) {
     crate::net::tune(&stream);
     Metrics::add(&ctx.metrics.connections_accepted, 1);
@@ -416,7 +464,10 @@ fn accept(
         return;
     }
     let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
-    let laddr = stream.local_addr().unwrap_or(ctx.config.listen);
+    let laddr = match stream.local_addr() {
+        Ok(a) => a,
+        Err(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+    };
     let meta = Arc::new(ClientMeta {
         id,
         addr: peer,
@@ -432,15 +483,36 @@ fn accept(
         .clients_connected
         .fetch_add(1, Ordering::Relaxed);
     local_tasks.fetch_add(1, Ordering::AcqRel);
-    let session = session::Session::new(ctx.clone(), worker.clone(), stream, meta);
     let ctx = ctx.clone();
+    let worker = worker.clone();
     let local_tasks = local_tasks.clone();
     tokio::spawn(async move {
         use tracing::Instrument;
-        session
-            .run()
-            .instrument(tracing::debug_span!("client", id))
-            .await;
+        let stream = match ctx.config.tls.as_ref().filter(|_| tls) {
+            None => Some(crate::net::Stream::Plain(stream)),
+            Some(t) => {
+                let hs = crate::tls::accept(t.server.get(), stream);
+                match tokio::time::timeout(t.handshake_timeout, hs).await {
+                    Ok(Ok(io)) => Some(crate::net::Stream::Tls(Box::new(io))),
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        Metrics::add(&ctx.metrics.tls_handshake_failures, 1);
+                        None
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        Metrics::add(&ctx.metrics.tls_handshake_failures, 1);
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(stream) = stream {
+            session::Session::new(ctx.clone(), worker, stream, meta)
+                .run()
+                .instrument(tracing::debug_span!("client", id))
+                .await;
+        }
         ctx.clients.remove(&id);
         ctx.metrics
             .clients_connected

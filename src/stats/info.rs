@@ -64,7 +64,7 @@ fn server(ctx: &Ctx, out: &mut String) {
     line(out, "respite_version", env!("CARGO_PKG_VERSION"));
     line(out, "mode", ctx.config.upstream.mode.as_str());
     line(out, "process_id", std::process::id());
-    line(out, "tcp_port", ctx.config.listen.port());
+    line(out, "tcp_port", ctx.config.listen.map_or(0, |a| a.port()));
     line(out, "uptime_in_seconds", ctx.stats.uptime().as_secs());
     line(out, "workers", ctx.config.workers.max(1));
 }

@@ -18,6 +18,7 @@
 
 use super::control::Control;
 use crate::net;
+use crate::net::Stream;
 use crate::protocol::{encode, Proto, ReplyScanner};
 use crate::server::replies::ReplyQueue;
 use crate::stats::hist::AtomicHist;
@@ -29,7 +30,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -78,6 +78,8 @@ pub struct ConnOptions {
     pub readonly: bool,
     /// Bounds of the batch latency histogram, microseconds (`stats.latency_buckets_us`).
     pub latency_buckets_us: Arc<[u64]>,
+    /// `[upstream.tls]`: connect with TLS.
+    pub tls: Option<crate::config::UpstreamTlsConfig>,
 }
 
 #[derive(Debug, Default)]
@@ -548,7 +550,7 @@ impl ConnectError {
     }
 }
 
-async fn connect(opts: &ConnOptions) -> Result<TcpStream, ConnectError> {
+async fn connect(opts: &ConnOptions) -> Result<Stream, ConnectError> {
     match tokio::time::timeout(opts.connect_timeout, open(opts)).await {
         Ok(r) => r,
         Err(_) => Err(ConnectError::Io("connect timed out".to_string())),
@@ -556,11 +558,10 @@ async fn connect(opts: &ConnOptions) -> Result<TcpStream, ConnectError> {
 }
 
 /// Connect and run the handshake, with no time limit of its own.
-pub(crate) async fn open(opts: &ConnOptions) -> Result<TcpStream, ConnectError> {
-    let stream = TcpStream::connect(&*opts.addr)
+pub(crate) async fn open(opts: &ConnOptions) -> Result<Stream, ConnectError> {
+    let stream = net::connect(&opts.addr, opts.tls.as_ref())
         .await
-        .map_err(|e| ConnectError::Io(e.to_string()))?;
-    net::tune(&stream);
+        .map_err(ConnectError::Io)?;
     handshake(&stream, opts).await?;
     Ok(stream)
 }
@@ -568,7 +569,7 @@ pub(crate) async fn open(opts: &ConnOptions) -> Result<TcpStream, ConnectError> 
 /// AUTH, HELLO 3 and SELECT as configured, pipelined; an error reply fails
 /// the connection, except to the last step, `INFO server` (the version is
 /// only informative, and a node running a long script answers it `-BUSY`).
-async fn handshake(stream: &TcpStream, opts: &ConnOptions) -> Result<(), ConnectError> {
+async fn handshake(stream: &Stream, opts: &ConnOptions) -> Result<(), ConnectError> {
     let io = |e: std::io::Error| ConnectError::Io(e.to_string());
     let mut out = BytesMut::new();
     let mut expected = 0;
@@ -660,7 +661,7 @@ async fn handshake(stream: &TcpStream, opts: &ConnOptions) -> Result<(), Connect
 async fn io_loop(
     shared: &Shared,
     opts: &ConnOptions,
-    stream: &TcpStream,
+    stream: &Stream,
     inflight: &mut VecDeque<Target>,
 ) -> String {
     let mut wbuf = BytesMut::with_capacity(64 * 1024);

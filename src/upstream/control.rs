@@ -31,7 +31,7 @@ use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::net::TcpStream;
+use crate::net::Stream;
 use tokio::sync::{mpsc, oneshot, watch};
 
 const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
@@ -100,6 +100,7 @@ impl Control {
             reconnect: true,
             readonly: false,
             latency_buckets_us: Arc::from(Vec::new()),
+            tls: u.tls.clone(),
         };
         Control {
             addr: addr.into(),
@@ -263,7 +264,7 @@ async fn run(
 /// first if needed; a connection found closed is replaced once. All within
 /// `limit`; a connection that timed out is dropped (its reply may still come).
 async fn exchange(
-    link: &mut Option<TcpStream>,
+    link: &mut Option<Stream>,
     opts: &ConnOptions,
     limit: Duration,
     request: &[u8],
@@ -321,7 +322,7 @@ enum Closed {
 }
 
 /// Write `request` and read one complete reply frame.
-async fn roundtrip(stream: &TcpStream, request: &[u8]) -> Result<Bytes, Closed> {
+async fn roundtrip(stream: &Stream, request: &[u8]) -> Result<Bytes, Closed> {
     let err = |e: std::io::Error| Closed::Error(e.to_string());
     let mut out = BytesMut::from(request);
     while !out.is_empty() {

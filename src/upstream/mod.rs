@@ -46,6 +46,7 @@ pub fn options(config: &Config, addr: &str, db: u32, proto: Proto, reconnect: bo
         readonly: u.mode == crate::config::Mode::Cluster
             && u.read_from == crate::config::ReadFrom::ReplicaPreferred,
         latency_buckets_us: config.stats.latency_buckets_us.clone().into(),
+        tls: u.tls.clone(),
     }
 }
 

@@ -5,7 +5,6 @@ use crate::config::Config;
 use crate::net;
 use crate::protocol::{encode, ReplyScanner};
 use bytes::{Bytes, BytesMut};
-use tokio::net::TcpStream;
 
 /// Send `commands` to `addr` (after AUTH when configured) and return their
 /// raw replies, all within the connect timeout plus the command timeout.
@@ -36,8 +35,7 @@ pub async fn request_as(
 ) -> Result<Vec<Bytes>, String> {
     let u = &config.upstream;
     let fut = async {
-        let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        net::tune(&stream);
+        let stream = net::connect(addr, u.tls.as_ref()).await?;
         let mut out = BytesMut::new();
         let mut skip = 0;
         if let Some(p) = password {

@@ -31,6 +31,7 @@ pub mod corpus;
 pub mod jsongen;
 pub mod sentinel;
 pub mod tags;
+pub mod tls;
 
 /// How long a server or proxy may take to answer its first PING.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -150,6 +151,16 @@ pub fn ping_once(port: u16, timeout: Duration) -> Option<Vec<u8>> {
 /// Waits until `port` answers a PING with any complete reply frame, while
 /// `child` is still running. Returns an error text on exit or timeout.
 fn wait_ready(child: &mut Child, port: u16, what: &str) -> Result<Vec<u8>, String> {
+    wait_ready_by(child, port, what, &ping_once)
+}
+
+/// [`wait_ready`] with another PING (e.g. over TLS).
+fn wait_ready_by(
+    child: &mut Child,
+    port: u16,
+    what: &str,
+    ping_once: &dyn Fn(u16, Duration) -> Option<Vec<u8>>,
+) -> Result<Vec<u8>, String> {
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -174,9 +185,34 @@ pub struct RedisServer {
     dir: TempDir,
     child: Option<Child>,
     starts: u32,
+    /// TLS only (`--port 0 --tls-port PORT`) with these certificates.
+    tls: Option<std::sync::Arc<tls::TlsFiles>>,
 }
 
 impl RedisServer {
+    /// Starts a TLS-only server (`--port 0 --tls-port PORT`) presenting
+    /// `server.pem`, trusting `ca.pem` for client certificates, with
+    /// `--tls-auth-clients yes` (mutual TLS) unless `extra_args` says otherwise.
+    pub fn start_tls(files: std::sync::Arc<tls::TlsFiles>, extra_args: &[&str]) -> RedisServer {
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            match Self::try_start_with(port, extra_args, Some(files.clone())) {
+                Ok(s) => return s,
+                Err((err, log)) if log.contains("Address already in use") => last_err = err,
+                Err((err, log)) => panic!("{err}\n--- redis-server log ---\n{log}"),
+            }
+        }
+        panic!("could not start a TLS redis-server on a free port: {last_err}");
+    }
+
+    /// A TLS connection (with the client certificate) straight to this
+    /// TLS-only server.
+    pub fn tls_conn(&self) -> tls::TlsConn {
+        let files = self.tls.as_ref().expect("not a TLS server");
+        tls::TlsConn::connect(self.port, files.client_config(true)).expect("TLS connect")
+    }
+
     /// Starts a server with default settings on a free port.
     pub fn start() -> RedisServer {
         Self::start_with(&[])
@@ -210,6 +246,14 @@ impl RedisServer {
     }
 
     fn try_start_on(port: u16, extra_args: &[&str]) -> Result<RedisServer, (String, String)> {
+        Self::try_start_with(port, extra_args, None)
+    }
+
+    fn try_start_with(
+        port: u16,
+        extra_args: &[&str],
+        tls: Option<std::sync::Arc<tls::TlsFiles>>,
+    ) -> Result<RedisServer, (String, String)> {
         let dir = tempfile::Builder::new()
             .prefix("respite-redis-")
             .tempdir()
@@ -220,6 +264,7 @@ impl RedisServer {
             dir,
             child: None,
             starts: 0,
+            tls,
         };
         s.spawn()?;
         Ok(s)
@@ -236,9 +281,17 @@ impl RedisServer {
         let log2 = log.try_clone().expect("clone log handle");
         let mut cmd = Command::new("redis-server");
         die_with_parent(&mut cmd);
+        match &self.tls {
+            None => cmd.arg("--port").arg(self.port.to_string()),
+            Some(t) => cmd
+                .args(["--port", "0", "--tls-port"])
+                .arg(self.port.to_string())
+                .args(["--tls-cert-file", &t.p("server.pem")])
+                .args(["--tls-key-file", &t.p("server.key")])
+                .args(["--tls-ca-cert-file", &t.p("ca.pem")])
+                .args(["--tls-auth-clients", "yes"]),
+        };
         let mut child = cmd
-            .arg("--port")
-            .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--daemonize", "no", "--protected-mode", "no"])
             .arg("--dir")
@@ -249,7 +302,17 @@ impl RedisServer {
             .stderr(log2)
             .spawn()
             .map_err(|e| (format!("cannot spawn redis-server: {e}"), String::new()))?;
-        match wait_ready(&mut child, self.port, "redis-server") {
+        let ready = match &self.tls {
+            None => wait_ready(&mut child, self.port, "redis-server"),
+            // The log, not a PING: a server given a certificate the test
+            // client rejects on purpose (expired) must start too.
+            Some(_) => wait_ready_by(&mut child, self.port, "redis-server (TLS)", &|_, _| {
+                read_log(&log_path)
+                    .contains("Ready to accept connections")
+                    .then(Vec::new)
+            }),
+        };
+        match ready {
             Ok(_) => {
                 self.child = Some(child);
                 Ok(())

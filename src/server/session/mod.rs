@@ -19,7 +19,6 @@ use std::io::ErrorKind::WouldBlock;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
-use tokio::net::TcpStream;
 
 mod cluster;
 mod compress;
@@ -156,7 +155,7 @@ pub struct State {
 pub struct Session {
     ctx: Arc<Ctx>,
     worker: Arc<Worker>,
-    stream: TcpStream,
+    stream: net::Stream,
     queue: Arc<ReplyQueue>,
     parser: RequestParser,
     rbuf: BytesMut,
@@ -219,7 +218,7 @@ impl Session {
     pub fn new(
         ctx: Arc<Ctx>,
         worker: Arc<Worker>,
-        stream: TcpStream,
+        stream: net::Stream,
         meta: Arc<ClientMeta>,
     ) -> Session {
         let limits = &ctx.config.limits;
@@ -365,7 +364,7 @@ impl Session {
             if close {
                 self.stop = true;
             }
-            if !self.wbuf.is_empty() {
+            if !self.wbuf.is_empty() || self.stream.pending_write() {
                 match net::write_buf(&self.stream, &mut self.wbuf) {
                     Ok(_) => {}
                     Err(e) if e.kind() == WouldBlock => {}
@@ -435,7 +434,7 @@ impl Session {
                     Err(_) => break,
                 }
             }
-            let want_write = !self.wbuf.is_empty();
+            let want_write = !self.wbuf.is_empty() || self.stream.pending_write();
             let quiet = pending == 0 && self.rbuf.is_empty() && !want_write;
             if quiet {
                 self.trim_oversized();
@@ -488,6 +487,8 @@ impl Session {
             }
         }
         self.finish();
+        // TLS: what the socket did not take yet (QUIT's reply) and close_notify.
+        self.stream.close(std::time::Duration::from_secs(1)).await;
     }
 
     /// Shutting down: a blocking command still waiting upstream is cut now

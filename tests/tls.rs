@@ -1,0 +1,413 @@
+//! TLS on both sides (issue 21, acceptance 1 and 2), against real
+//! `redis-server` processes and certificates made by the test (`rcgen`).
+//!
+//! Client side: the corpus through respite's TLS listener gives the bytes
+//! Redis gives directly; `redis-cli --tls` works unchanged; a client without
+//! a certificate is refused with `client_auth = "required"`.
+//! Upstream side: mutual TLS to a TLS-only Redis passes the corpus; a wrong
+//! CA and an expired certificate fail with an error naming the node and the
+//! TLS cause, within `connect_timeout_ms`.
+
+mod common;
+
+use common::corpus::{build_corpus, show_cmd, Corpus};
+use common::tls::{TlsConn, TlsFiles};
+use common::{encode, escape, free_port, Proxy, RawConn, RedisServer};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A proxy started with `config` (TOML) written to its own file, plus the
+/// usual arguments.
+fn proxy_with(upstream: &str, config: &str) -> (Proxy, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tls.toml");
+    std::fs::write(&path, config).expect("write config");
+    let mut args = Proxy::default_args(upstream);
+    args.push("--config".into());
+    args.push(path.display().to_string());
+    (Proxy::start_args(args), dir)
+}
+
+fn server_tls_section(files: &TlsFiles, port: u16, client_auth: &str) -> String {
+    let mut s = format!(
+        "[server.tls]\nlisten = \"127.0.0.1:{port}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n\
+         client_auth = \"{client_auth}\"\n",
+        files.p("server.pem"),
+        files.p("server.key"),
+    );
+    if client_auth != "none" {
+        s.push_str(&format!("client_ca_file = \"{}\"\n", files.p("ca.pem")));
+    }
+    s
+}
+
+/// One connection kind the corpus runs over.
+enum Conn {
+    Plain(RawConn),
+    Tls(TlsConn),
+}
+
+impl Conn {
+    fn request(&mut self, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+        match self {
+            Conn::Plain(c) => c.try_send(bytes).and_then(|_| c.try_read_reply()),
+            Conn::Tls(c) => c.try_send(bytes).and_then(|_| c.try_read_reply()),
+        }
+    }
+}
+
+/// FLUSHALL, SCRIPT FLUSH, FUNCTION FLUSH straight to Redis.
+fn reset(mut c: Conn) {
+    for cmd in [
+        &["FLUSHALL"][..],
+        &["SCRIPT", "FLUSH"][..],
+        &["FUNCTION", "FLUSH"][..],
+    ] {
+        let r = c.request(&common::encode_str(cmd)).expect("reset");
+        assert_eq!(r, b"+OK\r\n", "{cmd:?} failed: {}", escape(&r));
+    }
+}
+
+fn run_corpus(mut conn: Conn, resp3: bool, corpus: &Corpus) -> Result<Vec<Vec<u8>>, String> {
+    if resp3 {
+        let hello = conn
+            .request(&common::encode_str(&["HELLO", "3"]))
+            .map_err(|e| e.to_string())?;
+        assert!(hello.starts_with(b"%"), "HELLO 3: {}", escape(&hello));
+    }
+    let mut replies = Vec::with_capacity(corpus.entries.len());
+    for (i, e) in corpus.entries.iter().enumerate() {
+        let args: Vec<&[u8]> = e.args.iter().map(|a| a.as_slice()).collect();
+        match conn.request(&encode(&args)) {
+            Ok(r) => replies.push(r),
+            Err(err) => {
+                return Err(format!(
+                    "#{i} [{}] {}: no reply: {err}",
+                    e.section,
+                    show_cmd(&e.args)
+                ))
+            }
+        }
+    }
+    Ok(replies)
+}
+
+fn assert_same(corpus: &Corpus, want: &[Vec<u8>], got: &[Vec<u8>], label: &str) {
+    assert_eq!(want.len(), got.len());
+    let diffs: Vec<String> = want
+        .iter()
+        .zip(got)
+        .enumerate()
+        .filter(|(_, (w, g))| w != g)
+        .map(|(i, (w, g))| {
+            format!(
+                "#{i} [{}] {}\n    redis:   {}\n    {label}: {}",
+                corpus.entries[i].section,
+                show_cmd(&corpus.entries[i].args),
+                escape(w),
+                escape(g)
+            )
+        })
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "{} of {} replies differ ({label}):\n{}",
+        diffs.len(),
+        want.len(),
+        diffs.join("\n")
+    );
+}
+
+/// Acceptance 1: the corpus over respite's TLS listener (a client with a
+/// certificate, `client_auth = "optional"`), in RESP2 and RESP3, gives the
+/// bytes Redis gives directly over plaintext.
+#[test]
+fn corpus_through_tls_listener_is_identical() {
+    let files = TlsFiles::new();
+    let corpus = build_corpus();
+    let redis = RedisServer::start();
+    let tls_port = free_port();
+    let (mut proxy, _dir) = proxy_with(
+        &redis.addr(),
+        &server_tls_section(&files, tls_port, "optional"),
+    );
+    for resp3 in [false, true] {
+        reset(Conn::Plain(redis.conn()));
+        let direct = run_corpus(Conn::Plain(redis.conn()), resp3, &corpus).unwrap();
+        reset(Conn::Plain(redis.conn()));
+        let tls = TlsConn::connect(tls_port, files.client_config(true)).expect("TLS connect");
+        let through = run_corpus(Conn::Tls(tls), resp3, &corpus)
+            .unwrap_or_else(|e| panic!("{e}\n--- respite log ---\n{}", proxy.log()));
+        assert_same(&corpus, &direct, &through, "respite TLS listener");
+    }
+    // Without a client certificate too (optional), and plaintext beside it.
+    let mut c = TlsConn::connect(tls_port, files.client_config(false)).expect("TLS connect");
+    assert_eq!(c.cmd_str(&["PING"]), b"+PONG\r\n");
+    assert_eq!(proxy.conn().cmd_str(&["PING"]), b"+PONG\r\n");
+    proxy.assert_running();
+}
+
+/// A large value and a deep pipeline cross the TLS listener intact (many
+/// TLS records each way, the socket filling up).
+#[test]
+fn big_values_and_pipelines_over_tls() {
+    let files = TlsFiles::new();
+    let redis = RedisServer::start();
+    let tls_port = free_port();
+    let (proxy, _dir) = proxy_with(&redis.addr(), &server_tls_section(&files, tls_port, "none"));
+    let mut c = TlsConn::connect(tls_port, files.client_config(false)).expect("TLS connect");
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let set = encode(&[b"SET", b"big", &big]);
+    assert_eq!(
+        Conn::Tls(TlsConn::connect(tls_port, files.client_config(false)).unwrap())
+            .request(&set)
+            .unwrap(),
+        b"+OK\r\n"
+    );
+    let got = c
+        .try_send(&encode(&[b"GET", b"big"]))
+        .and_then(|_| c.try_read_reply())
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log()));
+    let mut want = format!("${}\r\n", big.len()).into_bytes();
+    want.extend_from_slice(&big);
+    want.extend_from_slice(b"\r\n");
+    assert!(
+        got == want,
+        "GET big over TLS differs ({} bytes)",
+        got.len()
+    );
+    // 2000 pipelined INCRs, written before any reply is read.
+    let mut pipe = Vec::new();
+    for _ in 0..2000 {
+        pipe.extend_from_slice(&encode(&[b"INCR", b"n"]));
+    }
+    c.try_send(&pipe).unwrap();
+    for i in 1..=2000 {
+        assert_eq!(
+            c.try_read_reply().unwrap(),
+            format!(":{i}\r\n").into_bytes()
+        );
+    }
+}
+
+fn redis_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("redis-cli")
+        .args(args)
+        .output()
+        .expect("run redis-cli")
+}
+
+/// Acceptance 1: `redis-cli --tls --cacert ca.pem` works unchanged against
+/// the TLS listener; with `client_auth = "required"` it needs `--cert`/`--key`,
+/// and a client without a certificate is refused.
+#[test]
+fn redis_cli_and_required_client_certificates() {
+    let files = TlsFiles::new();
+    let redis = RedisServer::start();
+    let tls_port = free_port();
+    let (mut proxy, _dir) = proxy_with(
+        &redis.addr(),
+        &server_tls_section(&files, tls_port, "required"),
+    );
+    let port = tls_port.to_string();
+    let ca = files.p("ca.pem");
+    let (cert, key) = (files.p("client.pem"), files.p("client.key"));
+    let with_cert = [
+        "--tls", "--cacert", &ca, "--cert", &cert, "--key", &key, "-p", &port,
+    ];
+    let out = redis_cli(&[&with_cert[..], &["SET", "k", "hello tls"]].concat());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "OK\n", "{out:?}");
+    let out = redis_cli(&[&with_cert[..], &["GET", "k"]].concat());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello tls\n",
+        "{out:?}"
+    );
+    // The same key is there straight in Redis: it really went through.
+    assert_eq!(redis.conn().cmd_str(&["GET", "k"]), b"$9\r\nhello tls\r\n");
+
+    // No certificate: refused (no reply to the command).
+    let out = redis_cli(&["--tls", "--cacert", &ca, "-p", &port, "GET", "k"]);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("hello tls"),
+        "a client without a certificate got an answer: {out:?}"
+    );
+    let refused = TlsConn::connect(tls_port, files.client_config(false)).and_then(|mut c| {
+        c.try_send(b"*1\r\n$4\r\nPING\r\n")?;
+        c.try_read_reply()
+    });
+    assert!(refused.is_err(), "no certificate, yet {refused:?}");
+    proxy.assert_running();
+}
+
+fn upstream_tls_section(files: &TlsFiles, ca: &str, cert: &str) -> String {
+    format!(
+        "[upstream]\nconnect_timeout_ms = 500\n[upstream.tls]\nenabled = true\nca_file = \"{}\"\n\
+         cert_file = \"{}\"\nkey_file = \"{}\"\n",
+        files.p(ca),
+        files.p(&format!("{cert}.pem")),
+        files.p(&format!("{cert}.key")),
+    )
+}
+
+/// Acceptance 2: respite in front of a TLS-only Redis that requires client
+/// certificates (`--port 0 --tls-port P --tls-auth-clients yes`), with mutual
+/// TLS: the corpus gives the bytes Redis gives directly over TLS.
+#[test]
+fn corpus_over_mutual_tls_upstream() {
+    let files = Arc::new(TlsFiles::new());
+    let corpus = build_corpus();
+    let redis = RedisServer::start_tls(files.clone(), &[]);
+    let (mut proxy, _dir) = proxy_with(
+        &redis.addr(),
+        &upstream_tls_section(&files, "ca.pem", "client"),
+    );
+    for resp3 in [false, true] {
+        reset(Conn::Tls(redis.tls_conn()));
+        let direct = run_corpus(Conn::Tls(redis.tls_conn()), resp3, &corpus).unwrap();
+        reset(Conn::Tls(redis.tls_conn()));
+        let through = run_corpus(Conn::Plain(proxy.conn()), resp3, &corpus)
+            .unwrap_or_else(|e| panic!("{e}\n--- respite log ---\n{}", proxy.log()));
+        assert_same(&corpus, &direct, &through, "respite, TLS upstream");
+    }
+    // Pinned connections (MULTI, blocking commands) use TLS too.
+    let mut c = proxy.conn();
+    assert_eq!(c.cmd_str(&["MULTI"]), b"+OK\r\n");
+    assert_eq!(c.cmd_str(&["SET", "m", "1"]), b"+QUEUED\r\n");
+    assert_eq!(c.cmd_str(&["EXEC"]), b"*1\r\n+OK\r\n");
+    assert_eq!(c.cmd_str(&["BLPOP", "nolist", "0.05"]), b"*-1\r\n");
+    proxy.assert_running();
+}
+
+/// Sends GET through the proxy until the reply is an error naming the node
+/// and containing `cause`; each reply must come within the connect timeout
+/// (plus scheduling slack).
+fn assert_upstream_fails(proxy: &mut Proxy, redis: &RedisServer, cause: &str) {
+    let mut c = proxy.conn();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let want_node = format!("upstream {} unavailable", redis.addr());
+    loop {
+        let t = Instant::now();
+        let r = c.cmd_str(&["GET", "k"]);
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_millis(500 + 700),
+            "the failure took {took:?}, connect_timeout_ms is 500"
+        );
+        let text = String::from_utf8_lossy(&r).into_owned();
+        if text.starts_with("-ERR ") && text.contains(&want_node) && text.contains(cause) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no error naming {want_node} and {cause:?}; last reply {text:?}\n--- log ---\n{}",
+            proxy.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Acceptance 2: a CA that did not sign Redis's certificate fails the
+/// connection with an error that names the node and the TLS cause.
+#[test]
+fn wrong_ca_fails_naming_node_and_cause() {
+    let files = Arc::new(TlsFiles::new());
+    let redis = RedisServer::start_tls(files.clone(), &[]);
+    let (mut proxy, _dir) = proxy_with(
+        &redis.addr(),
+        &upstream_tls_section(&files, "other-ca.pem", "client"),
+    );
+    assert_upstream_fails(
+        &mut proxy,
+        &redis,
+        "TLS handshake failed: invalid peer certificate: UnknownIssuer",
+    );
+    assert!(proxy.log().contains("UnknownIssuer"), "{}", proxy.log());
+}
+
+/// Acceptance 2: Redis presenting an expired certificate is refused, the
+/// error naming the node and "expired".
+#[test]
+fn expired_server_certificate_fails_naming_node_and_cause() {
+    let files = Arc::new(TlsFiles::new());
+    let expired = [
+        "--tls-cert-file",
+        &files.p("expired.pem"),
+        "--tls-key-file",
+        &files.p("expired.key"),
+    ]
+    .map(String::from);
+    let args: Vec<&str> = expired.iter().map(String::as_str).collect();
+    let redis = RedisServer::start_tls(files.clone(), &args);
+    let (mut proxy, _dir) = proxy_with(
+        &redis.addr(),
+        &upstream_tls_section(&files, "ca.pem", "client"),
+    );
+    assert_upstream_fails(
+        &mut proxy,
+        &redis,
+        "TLS handshake failed: invalid peer certificate: certificate expired",
+    );
+}
+
+/// Acceptance 2: respite's own client certificate expired: Redis refuses it
+/// and the error names the node and the alert Redis sent.
+#[test]
+fn expired_client_certificate_fails_naming_node_and_cause() {
+    let files = Arc::new(TlsFiles::new());
+    let redis = RedisServer::start_tls(files.clone(), &[]);
+    let (mut proxy, _dir) = proxy_with(
+        &redis.addr(),
+        &upstream_tls_section(&files, "ca.pem", "expired"),
+    );
+    assert_upstream_fails(&mut proxy, &redis, "CertificateExpired");
+}
+
+/// Without a client certificate a Redis with `--tls-auth-clients yes`
+/// refuses respite; with `insecure_skip_verify` the wrong CA is accepted
+/// (and a loud warning is logged at start).
+#[test]
+fn insecure_skip_verify_warns_and_connects() {
+    let files = Arc::new(TlsFiles::new());
+    let redis = RedisServer::start_tls(files.clone(), &[]);
+    let config = format!(
+        "[upstream.tls]\nenabled = true\nca_file = \"{}\"\ninsecure_skip_verify = true\n\
+         cert_file = \"{}\"\nkey_file = \"{}\"\n",
+        files.p("other-ca.pem"),
+        files.p("client.pem"),
+        files.p("client.key"),
+    );
+    let (mut proxy, _dir) = proxy_with(&redis.addr(), &config);
+    let mut c = proxy.conn();
+    assert_eq!(c.cmd_str(&["SET", "k", "v"]), b"+OK\r\n", "{}", proxy.log());
+    assert_eq!(c.cmd_str(&["GET", "k"]), b"$1\r\nv\r\n");
+    assert!(
+        proxy.log().contains("INSECURE") && proxy.log().contains("WARN"),
+        "{}",
+        proxy.log()
+    );
+    proxy.assert_running();
+}
+
+/// A configuration naming a certificate file that does not exist is refused
+/// at start with the file named.
+#[test]
+fn missing_certificate_file_is_a_config_error() {
+    let files = TlsFiles::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    let bad = server_tls_section(&files, free_port(), "none")
+        .replace(&files.p("server.pem"), "/nonexistent/server.pem");
+    std::fs::write(&path, bad).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_respite"))
+        .args(["--check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("server.tls") && err.contains("/nonexistent/server.pem"),
+        "{err}"
+    );
+}
