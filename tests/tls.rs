@@ -44,7 +44,7 @@ fn server_tls_section(files: &TlsFiles, port: u16, client_auth: &str) -> String 
 /// One connection kind the corpus runs over.
 enum Conn {
     Plain(RawConn),
-    Tls(TlsConn),
+    Tls(Box<TlsConn>),
 }
 
 impl Conn {
@@ -136,7 +136,7 @@ fn corpus_through_tls_listener_is_identical() {
         let direct = run_corpus(Conn::Plain(redis.conn()), resp3, &corpus).unwrap();
         reset(Conn::Plain(redis.conn()));
         let tls = TlsConn::connect(tls_port, files.client_config(true)).expect("TLS connect");
-        let through = run_corpus(Conn::Tls(tls), resp3, &corpus)
+        let through = run_corpus(Conn::Tls(Box::new(tls)), resp3, &corpus)
             .unwrap_or_else(|e| panic!("{e}\n--- respite log ---\n{}", proxy.log()));
         assert_same(&corpus, &direct, &through, "respite TLS listener");
     }
@@ -159,9 +159,11 @@ fn big_values_and_pipelines_over_tls() {
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let set = encode(&[b"SET", b"big", &big]);
     assert_eq!(
-        Conn::Tls(TlsConn::connect(tls_port, files.client_config(false)).unwrap())
-            .request(&set)
-            .unwrap(),
+        Conn::Tls(Box::new(
+            TlsConn::connect(tls_port, files.client_config(false)).unwrap()
+        ))
+        .request(&set)
+        .unwrap(),
         b"+OK\r\n"
     );
     let got = c
@@ -263,9 +265,9 @@ fn corpus_over_mutual_tls_upstream() {
         &upstream_tls_section(&files, "ca.pem", "client"),
     );
     for resp3 in [false, true] {
-        reset(Conn::Tls(redis.tls_conn()));
-        let direct = run_corpus(Conn::Tls(redis.tls_conn()), resp3, &corpus).unwrap();
-        reset(Conn::Tls(redis.tls_conn()));
+        reset(Conn::Tls(Box::new(redis.tls_conn())));
+        let direct = run_corpus(Conn::Tls(Box::new(redis.tls_conn())), resp3, &corpus).unwrap();
+        reset(Conn::Tls(Box::new(redis.tls_conn())));
         let through = run_corpus(Conn::Plain(proxy.conn()), resp3, &corpus)
             .unwrap_or_else(|e| panic!("{e}\n--- respite log ---\n{}", proxy.log()));
         assert_same(&corpus, &direct, &through, "respite, TLS upstream");
@@ -283,6 +285,7 @@ fn corpus_over_mutual_tls_upstream() {
 /// and containing `cause`; each reply must come within the connect timeout
 /// (plus scheduling slack).
 fn assert_upstream_fails(proxy: &mut Proxy, redis: &RedisServer, cause: &str) {
+    proxy.allow_log("upstream connection failed");
     let mut c = proxy.conn();
     let deadline = Instant::now() + Duration::from_secs(10);
     let want_node = format!("upstream {} unavailable", redis.addr());
@@ -378,6 +381,7 @@ fn insecure_skip_verify_warns_and_connects() {
         files.p("client.key"),
     );
     let (mut proxy, _dir) = proxy_with(&redis.addr(), &config);
+    proxy.allow_log("INSECURE: upstream.tls.insecure_skip_verify");
     let mut c = proxy.conn();
     assert_eq!(c.cmd_str(&["SET", "k", "v"]), b"+OK\r\n", "{}", proxy.log());
     assert_eq!(c.cmd_str(&["GET", "k"]), b"$1\r\nv\r\n");
@@ -410,4 +414,85 @@ fn missing_certificate_file_is_a_config_error() {
         err.contains("server.tls") && err.contains("/nonexistent/server.pem"),
         "{err}"
     );
+}
+
+/// `PROXY NODES`'s `primary:` line.
+fn proxy_primary(p: &Proxy) -> String {
+    let reply = p.conn().cmd_str(&["PROXY", "NODES"]);
+    String::from_utf8_lossy(&reply)
+        .lines()
+        .find_map(|l| l.strip_prefix("primary:"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Acceptance 3 (sentinel): the proxy knows only the sentinels' TLS
+/// addresses; the sentinels know the servers by their TLS ports (mutual TLS,
+/// `tls-replication yes`). Writes go to the primary over TLS, and after
+/// `SENTINEL FAILOVER` to the new primary, again over TLS.
+#[test]
+fn sentinel_failover_over_tls() {
+    let files = Arc::new(TlsFiles::new());
+    let set = common::sentinel::SentinelSet::start_tls(&files);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tls.toml");
+    std::fs::write(&path, upstream_tls_section(&files, "ca.pem", "client")).unwrap();
+    let mut args = set.proxy_args_tls();
+    for a in ["--workers", "1", "--admin", "off", "--log-level", "info"] {
+        args.push(a.to_string());
+    }
+    args.extend(["--config".to_string(), path.display().to_string()]);
+    let mut proxy = Proxy::start_args(args);
+    // The old primary is demoted under the proxy's connections.
+    proxy.allow_log("upstream connection failed");
+    proxy.allow_log("sentinel check");
+    let first = format!("127.0.0.1:{}", set.tls_ports[0]);
+    wait_for("writes through the proxy", Duration::from_secs(15), || {
+        (proxy.conn().cmd_str(&["SET", "k", "before"]) == b"+OK\r\n").then_some(())
+    });
+    assert_eq!(proxy_primary(&proxy), first, "{}", proxy.log());
+    assert_eq!(
+        set.servers[0].conn().cmd_str(&["GET", "k"]),
+        b"$6\r\nbefore\r\n"
+    );
+    let r =
+        set.sentinels[0]
+            .conn()
+            .cmd_str(&["SENTINEL", "FAILOVER", common::sentinel::MASTER_NAME]);
+    assert_eq!(r, b"+OK\r\n");
+    let new = wait_for(
+        "the proxy to follow the failover",
+        Duration::from_secs(30),
+        || {
+            let p = proxy_primary(&proxy);
+            (p != first && !p.is_empty()).then_some(p)
+        },
+    );
+    let i = set
+        .tls_ports
+        .iter()
+        .position(|t| new == format!("127.0.0.1:{t}"))
+        .unwrap_or_else(|| panic!("new primary {new} is not a TLS port\n{}", proxy.log()));
+    wait_for(
+        "a write on the new primary",
+        Duration::from_secs(15),
+        || (proxy.conn().cmd_str(&["SET", "k", "after"]) == b"+OK\r\n").then_some(()),
+    );
+    assert_eq!(
+        set.servers[i].conn().cmd_str(&["GET", "k"]),
+        b"$5\r\nafter\r\n"
+    );
+    assert_eq!(common::sentinel::role(set.servers[i].port()), "master");
 }

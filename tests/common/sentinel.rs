@@ -25,6 +25,8 @@ pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// rewrite it, so it lives in the process's own directory).
 pub struct SentinelProc {
     port: u16,
+    /// The TLS port, for a sentinel started with [`SentinelSet::start_tls`].
+    tls_port: Option<u16>,
     dir: TempDir,
     child: Option<Child>,
     starts: u32,
@@ -32,6 +34,11 @@ pub struct SentinelProc {
 
 impl SentinelProc {
     fn start(port: u16, master_port: u16) -> SentinelProc {
+        Self::start_with(port, master_port, "", None)
+    }
+
+    /// `tls`: the extra configuration lines and the TLS port.
+    fn start_with(port: u16, master_port: u16, tls: &str, tls_port: Option<u16>) -> SentinelProc {
         let dir = tempfile::Builder::new()
             .prefix("respite-sentinel-")
             .tempdir()
@@ -45,12 +52,14 @@ impl SentinelProc {
              sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n\
              sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n\
              sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n\
-             sentinel parallel-syncs {MASTER_NAME} 2\n",
+             sentinel parallel-syncs {MASTER_NAME} 2\n\
+             {tls}",
             dir = dir.path().display()
         );
         std::fs::write(dir.path().join("sentinel.conf"), conf).expect("write sentinel.conf");
         let mut s = SentinelProc {
             port,
+            tls_port,
             dir,
             child: None,
             starts: 0,
@@ -93,6 +102,11 @@ impl SentinelProc {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// `127.0.0.1:TLSPORT` of a sentinel started with TLS.
+    pub fn tls_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.tls_port.expect("no TLS port"))
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             kill_and_reap(&mut c);
@@ -125,6 +139,8 @@ pub struct SentinelSet {
     /// `servers[0]` is the first primary.
     pub servers: Vec<RedisServer>,
     pub sentinels: Vec<SentinelProc>,
+    /// [`SentinelSet::start_tls`]: the TLS port of each of `servers`.
+    pub tls_ports: Vec<u16>,
 }
 
 impl SentinelSet {
@@ -142,9 +158,75 @@ impl SentinelSet {
         let sentinels = (0..3)
             .map(|_| SentinelProc::start(free_port(), servers[0].port()))
             .collect();
-        let set = SentinelSet { servers, sentinels };
+        let set = SentinelSet {
+            servers,
+            sentinels,
+            tls_ports: Vec::new(),
+        };
         set.wait_settled();
         set
+    }
+
+    /// As [`SentinelSet::start`], every server and sentinel also listening
+    /// on a TLS port (mutual TLS, `files`' certificates), with replication
+    /// and the sentinels' own connections over TLS (`tls-replication yes`):
+    /// the sentinels know the servers by their TLS ports only, so a client
+    /// given the sentinels' TLS addresses uses nothing but TLS. The plaintext
+    /// ports stay for the test's own checks.
+    pub fn start_tls(files: &super::tls::TlsFiles) -> SentinelSet {
+        let tls_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let server_args = |i: usize| -> Vec<String> {
+            let mut a = super::tls::redis_args(files, tls_ports[i]);
+            a.extend(["--tls-replication".to_string(), "yes".to_string()]);
+            if i > 0 {
+                a.extend([
+                    "--replicaof".to_string(),
+                    "127.0.0.1".to_string(),
+                    tls_ports[0].to_string(),
+                ]);
+            }
+            a
+        };
+        let servers: Vec<RedisServer> = (0..3)
+            .map(|i| {
+                let a = server_args(i);
+                let a: Vec<&str> = a.iter().map(String::as_str).collect();
+                RedisServer::start_with(&a)
+            })
+            .collect();
+        let sentinels = (0..3)
+            .map(|_| {
+                let tls_port = free_port();
+                let conf = format!(
+                    "tls-port {tls_port}\ntls-cert-file {}\ntls-key-file {}\n\
+                     tls-ca-cert-file {}\ntls-auth-clients yes\ntls-replication yes\n",
+                    files.p("server.pem"),
+                    files.p("server.key"),
+                    files.p("ca.pem"),
+                );
+                SentinelProc::start_with(free_port(), tls_ports[0], &conf, Some(tls_port))
+            })
+            .collect();
+        let set = SentinelSet {
+            servers,
+            sentinels,
+            tls_ports,
+        };
+        set.wait_settled();
+        set
+    }
+
+    /// Arguments naming every sentinel by its TLS address.
+    pub fn proxy_args_tls(&self) -> Vec<String> {
+        let mut args: Vec<String> = ["--mode", "sentinel", "--master-name", MASTER_NAME]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for s in &self.sentinels {
+            args.push("--upstream".into());
+            args.push(s.tls_addr());
+        }
+        args
     }
 
     /// `--upstream` arguments naming every sentinel.

@@ -73,7 +73,12 @@ impl TlsFiles {
         let (c, k) = leaf(
             &issuer,
             "server",
-            &[ExtendedKeyUsagePurpose::ServerAuth],
+            // Redis and sentinels also present it as clients (replication,
+            // sentinel connections) to peers that require certificates.
+            &[
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
             false,
         );
         write("server.pem", &c);
@@ -146,6 +151,24 @@ fn certs(path: &Path) -> Vec<CertificateDer<'static>> {
         .expect("read PEM")
         .collect::<Result<Vec<_>, _>>()
         .expect("parse PEM")
+}
+
+/// `redis-server` arguments for a TLS port beside the plaintext one, with
+/// `files`' certificates and client certificates required.
+pub fn redis_args(files: &TlsFiles, tls_port: u16) -> Vec<String> {
+    [
+        "--tls-port".to_string(),
+        tls_port.to_string(),
+        "--tls-cert-file".to_string(),
+        files.p("server.pem"),
+        "--tls-key-file".to_string(),
+        files.p("server.key"),
+        "--tls-ca-cert-file".to_string(),
+        files.p("ca.pem"),
+        "--tls-auth-clients".to_string(),
+        "yes".to_string(),
+    ]
+    .to_vec()
 }
 
 /// A blocking TLS connection that speaks raw RESP bytes.
