@@ -25,13 +25,13 @@
 use super::conn::{self, ConnOptions, ConnectError};
 use crate::config::Config;
 use crate::net;
+use crate::net::Stream;
 use crate::protocol::{Proto, ReplyScanner};
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use crate::net::Stream;
 use tokio::sync::{mpsc, oneshot, watch};
 
 const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
