@@ -29,11 +29,14 @@ ROUNDS=${ROUNDS:-3}
 N1=${N1:-100000}
 N16=${N16:-500000}
 PIN=${PIN:-0}
-BIN=${BIN:-target/release/respite}
+BIN=$(realpath "${BIN:-target/release/respite}")
+[ -n "$BEFORE" ] && BEFORE=$(realpath "$BEFORE")
 
 WORK=$(mktemp -d -t bench_tls.XXXXXX)
 PIDS=()
 cleanup() {
+  local rc=$?
+  if [ "$rc" != 0 ]; then tail -n 5 "$WORK"/*.log >&2 || true; fi
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$WORK"
@@ -67,6 +70,8 @@ listen = "127.0.0.1:$ATP"
 cert_file = "$WORK/server.pem"
 key_file = "$WORK/server.key"
 EOF
+# Both binaries run in $WORK, away from any ./proxy.toml.
+cd "$WORK"
 $(pin 1) "$BIN" --config "$WORK/respite.toml" --listen "127.0.0.1:$AP" --upstream "127.0.0.1:$RP" \
   --workers 1 --admin off --log-level warn 2>"$WORK/respite.log" &
 AFTER_PID=$!
