@@ -11,6 +11,7 @@ pub const COMMANDS: &str = "respite_commands_total";
 pub const COMMANDS_LOCAL: &str = "respite_commands_local_total";
 pub const ERROR_REPLIES: &str = "respite_error_replies_total";
 pub const PROTOCOL_ERRORS: &str = "respite_protocol_errors_total";
+pub const OUTPUT_LIMIT_CLOSED: &str = "respite_client_output_buffer_limit_disconnections_total";
 pub const PINNED_ACQUIRED: &str = "respite_pinned_connections_acquired_total";
 pub const PINNED_OPEN: &str = "respite_pinned_connections";
 pub const PINNED_REFUSED: &str = "respite_pinned_connections_refused_total";
@@ -56,6 +57,8 @@ pub struct Metrics {
     pub commands_local: AtomicU64,
     pub error_replies: AtomicU64,
     pub protocol_errors: AtomicU64,
+    /// Clients closed for going over their output buffer limit.
+    pub output_limit_closed: AtomicU64,
     pub pinned_acquired: AtomicU64,
     /// Values stored lz4-compressed.
     pub compress_values: AtomicU64,
@@ -108,6 +111,13 @@ pub enum Event<'a> {
     },
     /// A connection refused by `limits.max_clients`.
     ConnectionRejected { peer: std::net::SocketAddr },
+    /// A client closed for going over its output buffer limit
+    /// (`limits.client_output_buffer_limit`); `client` is its `CLIENT INFO` line.
+    OutputBufferLimit {
+        client: &'a str,
+        class: &'static str,
+        bytes: usize,
+    },
 }
 
 impl Metrics {
@@ -121,6 +131,19 @@ impl Metrics {
             Event::ConnectionRejected { peer } => {
                 Self::add(&self.connections_rejected, 1);
                 tracing::debug!(%peer, "connection rejected: max number of clients reached");
+            }
+            Event::OutputBufferLimit {
+                client,
+                class,
+                bytes,
+            } => {
+                Self::add(&self.output_limit_closed, 1);
+                // Redis's own line for this, then what went over which limit.
+                tracing::warn!(
+                    class,
+                    omem = bytes,
+                    "Client {client} closed for overcoming of output buffer limits."
+                );
             }
         }
     }

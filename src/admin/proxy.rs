@@ -67,6 +67,11 @@ impl AdminState for ProxyAdmin {
             get(&mt.protocol_errors),
         );
         w.counter(
+            m::OUTPUT_LIMIT_CLOSED,
+            "Clients closed for going over their output buffer limit.",
+            get(&mt.output_limit_closed),
+        );
+        w.counter(
             m::PINNED_ACQUIRED,
             "Pinned upstream connections handed to sessions.",
             get(&mt.pinned_acquired),

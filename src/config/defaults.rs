@@ -6,8 +6,9 @@
 //! the unit of their TOML key (`*_ms`, `*_secs`, bytes).
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
 
-use super::{LogFormat, Mode, ReadFrom};
+use super::{LogFormat, Mode, OutputBufferLimit, ReadFrom};
 
 // ---- [server] ----
 
@@ -116,6 +117,19 @@ pub const DEFAULT_LIMITS_MAX_INFLIGHT: usize = 1024;
 pub const DEFAULT_LIMITS_IDLE_TIMEOUT_SECS: u64 = 0;
 /// How long graceful shutdown waits for in-flight replies.
 pub const DEFAULT_LIMITS_SHUTDOWN_GRACE_MS: u64 = 5000;
+/// Output buffer limit of ordinary clients: none, as Redis's
+/// `client-output-buffer-limit normal 0 0 0` (`max_inflight` bounds them).
+pub const DEFAULT_LIMITS_OUTPUT_NORMAL: OutputBufferLimit = OutputBufferLimit {
+    hard_bytes: 0,
+    soft_bytes: 0,
+    soft_period: Duration::ZERO,
+};
+/// Output buffer limit of pub/sub clients, Redis's `pubsub 32mb 8mb 60`.
+pub const DEFAULT_LIMITS_OUTPUT_PUBSUB: OutputBufferLimit = OutputBufferLimit {
+    hard_bytes: 32 * 1024 * 1024,
+    soft_bytes: 8 * 1024 * 1024,
+    soft_period: Duration::from_secs(60),
+};
 
 // ---- [compression] ----
 

@@ -138,6 +138,34 @@ pub struct LimitsSection {
     /// 0 = never close idle clients.
     pub idle_timeout_secs: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
+    pub client_output_buffer_limit: Option<OutputLimitsSection>,
+}
+
+/// `[limits] client_output_buffer_limit.<class> = { ... }`
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputLimitsSection {
+    pub normal: Option<OutputLimitSection>,
+    pub pubsub: Option<OutputLimitSection>,
+}
+
+/// One class's limit; a field left out keeps the class's default.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputLimitSection {
+    pub hard_bytes: Option<usize>,
+    pub soft_bytes: Option<usize>,
+    pub soft_secs: Option<u64>,
+}
+
+impl OutputLimitSection {
+    fn from_limit(l: super::OutputBufferLimit) -> Self {
+        OutputLimitSection {
+            hard_bytes: Some(l.hard_bytes),
+            soft_bytes: Some(l.soft_bytes),
+            soft_secs: Some(l.soft_period.as_secs()),
+        }
+    }
 }
 
 /// `[compression]`
@@ -247,6 +275,10 @@ impl FileConfig {
                 max_inflight: Some(DEFAULT_LIMITS_MAX_INFLIGHT),
                 idle_timeout_secs: Some(DEFAULT_LIMITS_IDLE_TIMEOUT_SECS),
                 shutdown_grace_ms: Some(DEFAULT_LIMITS_SHUTDOWN_GRACE_MS),
+                client_output_buffer_limit: Some(OutputLimitsSection {
+                    normal: Some(OutputLimitSection::from_limit(DEFAULT_LIMITS_OUTPUT_NORMAL)),
+                    pubsub: Some(OutputLimitSection::from_limit(DEFAULT_LIMITS_OUTPUT_PUBSUB)),
+                }),
             },
             compression: CompressionSection {
                 enabled: Some(DEFAULT_COMPRESSION_ENABLED),

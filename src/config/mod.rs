@@ -22,9 +22,9 @@ mod validate;
 
 pub use defaults::*;
 pub use file::{
-    AdminSection, AuthSection, CompressionSection, FileConfig, FileUser, LimitsSection, Secret,
-    ServerSection, ServerTlsSection, StatsSection, TagsSection, UpstreamSection,
-    UpstreamTlsSection,
+    AdminSection, AuthSection, CompressionSection, FileConfig, FileUser, LimitsSection,
+    OutputLimitSection, OutputLimitsSection, Secret, ServerSection, ServerTlsSection,
+    StatsSection, TagsSection, UpstreamSection, UpstreamTlsSection,
 };
 pub use validate::validate;
 
@@ -235,6 +235,36 @@ pub struct LimitsConfig {
     pub idle_timeout: Option<Duration>,
     /// How long graceful shutdown waits for in-flight replies.
     pub shutdown_grace: Duration,
+    /// Redis's `client-output-buffer-limit`, per class of client.
+    pub client_output_buffer_limit: OutputBufferLimits,
+}
+
+/// What the proxy may hold for one client before closing it, as Redis's
+/// `client-output-buffer-limit <class> <hard> <soft> <soft-seconds>`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutputBufferLimit {
+    /// A client holding this many bytes is closed at once; 0: no hard limit.
+    pub hard_bytes: usize,
+    /// A client holding this many bytes for longer than `soft_period` is
+    /// closed; 0: no soft limit.
+    pub soft_bytes: usize,
+    pub soft_period: Duration,
+}
+
+impl OutputBufferLimit {
+    /// No limit at all (Redis's `0 0 0`).
+    pub fn is_off(&self) -> bool {
+        self.hard_bytes == 0 && self.soft_bytes == 0
+    }
+}
+
+/// The output buffer limit of each client class Redis has that a proxy
+/// client can be in (`replica` cannot: replication does not go through it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputBufferLimits {
+    pub normal: OutputBufferLimit,
+    /// Clients subscribed with SUBSCRIBE, PSUBSCRIBE or SSUBSCRIBE.
+    pub pubsub: OutputBufferLimit,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -93,6 +93,16 @@ fn empty_file_gives_the_defaults() {
     );
     assert_eq!(config.limits.max_request_bytes, 512 << 20);
     assert_eq!(config.limits.idle_timeout, None);
+    let out = config.limits.client_output_buffer_limit;
+    assert!(out.normal.is_off());
+    assert_eq!(
+        (
+            out.pubsub.hard_bytes,
+            out.pubsub.soft_bytes,
+            out.pubsub.soft_period
+        ),
+        (32 << 20, 8 << 20, Duration::from_secs(60))
+    );
     assert_eq!(config.compression.min_size, 1024);
     assert_eq!(config.tags.prefix, "__respite:");
     assert_eq!(config.tags.sweep_interval, Duration::from_secs(60));
@@ -124,12 +134,28 @@ fn accepted_edge_values() {
         read_from = "replica_preferred"
         [limits]
         idle_timeout_secs = 300
+        client_output_buffer_limit.normal = { hard_bytes = 268435456 }
+        client_output_buffer_limit.pubsub = { soft_bytes = 0, soft_secs = 0 }
         [compression]
         enabled = false
         max_decompressed_bytes = 1024
         "#,
     ))
     .expect("valid");
+    let out = config.limits.client_output_buffer_limit;
+    // A class's fields left out keep that class's defaults.
+    assert_eq!(
+        (out.normal.hard_bytes, out.normal.soft_bytes),
+        (256 << 20, 0)
+    );
+    assert_eq!(
+        (
+            out.pubsub.hard_bytes,
+            out.pubsub.soft_bytes,
+            out.pubsub.soft_period
+        ),
+        (32 << 20, 0, Duration::ZERO)
+    );
     assert_eq!(config.listen.expect("listen").port(), 0);
     assert_eq!(config.admin.map(|a| a.port()), Some(0));
     assert_eq!(config.upstream.mode, Mode::Cluster);
@@ -294,6 +320,10 @@ fn each_rule_reports_its_own_problem() {
         ("[limits]\nmax_request_bytes = 1023\n[compression]\nenabled = false", "limits.max_request_bytes: must be at least 1024, got 1023"),
         ("[limits]\nmax_request_args = 0", "limits.max_request_args: must be at least 1"),
         ("[limits]\nmax_inflight = 0", "limits.max_inflight: must be at least 1"),
+        (
+            "[limits]\nclient_output_buffer_limit.pubsub = { hard_bytes = 100, soft_bytes = 200 }",
+            "limits.client_output_buffer_limit.pubsub.soft_bytes: must not exceed hard_bytes (100), got 200",
+        ),
         ("[compression]\nmin_size = 15", "compression.min_size: must be at least 16, got 15"),
         ("[compression]\nexclude = [\"a*\", \"\"]", "compression.exclude[1]: empty pattern"),
         ("[compression]\nmax_decompressed_bytes = 1024", "compression.max_decompressed_bytes: must be at least limits.max_request_bytes"),
@@ -385,6 +415,15 @@ fn unknown_fields_are_rejected_with_the_file_name() {
         ("[[auth.users]]\nname = \"a\"\npasword = \"x\"", "pasword"),
         ("[upstream]\ntimeout_ms = 5", "timeout_ms"),
         ("[stats]\nenabled = true\nbuckets = [1]", "buckets"),
+        // Redis's replica class has no meaning for proxy clients.
+        (
+            "[limits]\nclient_output_buffer_limit.replica = { hard_bytes = 1 }",
+            "replica",
+        ),
+        (
+            "[limits]\nclient_output_buffer_limit.pubsub = { hard = 1 }",
+            "hard",
+        ),
     ] {
         let err = FileConfig::parse(text, "my.toml").expect_err("unknown field");
         let msg = err.to_string();

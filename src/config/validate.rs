@@ -12,10 +12,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::defaults::*;
-use super::file::{FileConfig, FileUser, Secret, ServerTlsSection, UpstreamTlsSection};
+use super::file::{
+    FileConfig, FileUser, OutputLimitSection, Secret, ServerTlsSection, UpstreamTlsSection,
+};
 use super::{
     AdminConfig, AuthConfig, CompressionConfig, Config, ConfigError, Invalid, LimitsConfig, Mode,
-    ServerTlsConfig, StatsConfig, TagsConfig, UpstreamConfig, UpstreamTlsConfig, User,
+    OutputBufferLimit, OutputBufferLimits, ServerTlsConfig, StatsConfig, TagsConfig,
+    UpstreamConfig, UpstreamTlsConfig, User,
 };
 
 /// Level names `tracing` accepts in a filter directive.
@@ -252,6 +255,13 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
             l.shutdown_grace_ms
                 .unwrap_or(DEFAULT_LIMITS_SHUTDOWN_GRACE_MS),
         ),
+        client_output_buffer_limit: {
+            let o = l.client_output_buffer_limit.unwrap_or_default();
+            OutputBufferLimits {
+                normal: p.output_limit("normal", o.normal, DEFAULT_LIMITS_OUTPUT_NORMAL),
+                pubsub: p.output_limit("pubsub", o.pubsub, DEFAULT_LIMITS_OUTPUT_PUBSUB),
+            }
+        },
     };
     p.at_least("limits.max_clients", limits.max_clients, 1);
     p.at_least(
@@ -553,6 +563,32 @@ impl Problems {
             self.add(key, "empty; remove the setting instead");
         }
         value
+    }
+
+    /// One class of `limits.client_output_buffer_limit`; fields left out
+    /// keep the class's default.
+    fn output_limit(
+        &mut self,
+        class: &str,
+        section: Option<OutputLimitSection>,
+        default: OutputBufferLimit,
+    ) -> OutputBufferLimit {
+        let s = section.unwrap_or_default();
+        let limit = OutputBufferLimit {
+            hard_bytes: s.hard_bytes.unwrap_or(default.hard_bytes),
+            soft_bytes: s.soft_bytes.unwrap_or(default.soft_bytes),
+            soft_period: s.soft_secs.map_or(default.soft_period, Duration::from_secs),
+        };
+        if limit.hard_bytes != 0 && limit.soft_bytes > limit.hard_bytes {
+            self.add(
+                format!("limits.client_output_buffer_limit.{class}.soft_bytes"),
+                format!(
+                    "must not exceed hard_bytes ({}), got {}",
+                    limit.hard_bytes, limit.soft_bytes
+                ),
+            );
+        }
+        limit
     }
 
     fn secret(&mut self, key: &str, value: Option<Secret>) -> Option<String> {

@@ -18,14 +18,26 @@
 //! `write` to the client instead of up to three. Only shared connections
 //! hold (they answer within the command timeout): a blocking command or
 //! anything else on a pinned connection never delays earlier replies.
+//!
+//! Output buffer limit: the queue counts the bytes of the replies it holds,
+//! and the session reports its unwritten bytes ([`ReplyQueue::set_unwritten`]).
+//! Each reply or frame added checks their sum against the client's
+//! [`OutputBufferLimit`] (Redis's `client-output-buffer-limit` semantics: hard
+//! at once, soft when exceeded for longer than its period). A client over its
+//! limit is cut off: everything queued is dropped, later replies are dropped
+//! as they arrive (the connection that carries them never waits), and the
+//! session learns it from [`Drained::over_limit`] and closes.
 
+use crate::config::OutputBufferLimit;
 use crate::router::merge::{self, Merge};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Waker;
+use std::time::Instant;
 
 /// Part number of a reply that answers a whole slot.
 pub const WHOLE: u32 = u32::MAX;
@@ -134,6 +146,20 @@ impl Slot {
     }
 }
 
+/// Reply bytes a slot holds (request bytes kept for redirects are not output).
+fn state_bytes(state: &State) -> usize {
+    match state {
+        State::Pending => 0,
+        State::Ready(b) => b.len(),
+        State::Parts(p) => p
+            .parts
+            .iter()
+            .filter_map(|(r, _)| r.as_ref())
+            .map(Bytes::len)
+            .sum(),
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     /// Sequence number of `slots[0]`.
@@ -146,6 +172,16 @@ struct Inner {
     /// The last slot with `end` that the advance of `ready_to` passed; it
     /// counts only while in `head..ready_to`.
     last_end: u64,
+    /// Reply bytes held in `slots`.
+    held: usize,
+    limit: OutputBufferLimit,
+    /// Since when the client is over its soft limit.
+    soft_since: Option<Instant>,
+    /// Over its limit (the bytes it held then): nothing is kept any more.
+    over: Option<usize>,
+    /// Cut off (over its limit, or the session ended): replies are dropped
+    /// as they arrive.
+    shut: bool,
 }
 
 impl Default for Inner {
@@ -156,11 +192,58 @@ impl Default for Inner {
             waker: None,
             ready_to: 0,
             last_end: u64::MAX,
+            held: 0,
+            limit: OutputBufferLimit::default(),
+            soft_since: None,
+            over: None,
+            shut: false,
         }
     }
 }
 
 impl Inner {
+    /// Whether `unwritten` plus the bytes held break the limit, as Redis's
+    /// `checkClientOutputBufferLimits`: the hard limit at once, the soft one
+    /// once it has been exceeded without a break for longer than its period
+    /// (which starts at the first addition found over it).
+    fn over_limit(&mut self, unwritten: usize) -> bool {
+        let l = self.limit;
+        if l.is_off() {
+            return false;
+        }
+        let used = self.held + unwritten;
+        let hard = l.hard_bytes != 0 && used >= l.hard_bytes;
+        let soft = l.soft_bytes != 0 && used >= l.soft_bytes;
+        if !soft {
+            self.soft_since = None;
+            return hard;
+        }
+        let now = Instant::now();
+        let since = *self.soft_since.get_or_insert(now);
+        hard || now.duration_since(since) > l.soft_period
+    }
+
+    /// Drop everything held; later replies are dropped on arrival.
+    fn cut_off(&mut self) {
+        self.head += self.slots.len() as u64;
+        self.slots.clear();
+        self.ready_to = self.head;
+        self.held = 0;
+        self.shut = true;
+    }
+
+    /// A reply or frame of `len` bytes was added: check the limit. True when
+    /// that cut the client off (its session must be woken to close).
+    fn added(&mut self, len: usize, unwritten: usize) -> bool {
+        self.held += len;
+        if self.limit.is_off() || !self.over_limit(unwritten) {
+            return false;
+        }
+        self.over = Some(self.held + unwritten);
+        self.cut_off();
+        true
+    }
+
     /// How many front slots a drain may take now: the ready prefix, cut back
     /// to its last complete read when the first slot not ready is held for.
     fn writable(&mut self) -> usize {
@@ -200,6 +283,8 @@ impl Inner {
 #[derive(Debug, Default)]
 pub struct ReplyQueue {
     inner: Mutex<Inner>,
+    /// Bytes the session took out and has not written to its client yet.
+    unwritten: AtomicUsize,
 }
 
 /// A redirected request the session must send again.
@@ -237,6 +322,9 @@ pub struct Drained {
     pub redirect: Option<Redirected>,
     /// The front slot's reply is to be produced again; the drain stopped there.
     pub redo: Option<Redone>,
+    /// The client went over its output buffer limit holding this many
+    /// bytes: everything it had queued was dropped, it is to be closed.
+    pub over_limit: Option<usize>,
 }
 
 /// Session-side handle while allocating a batch of slots under one lock.
@@ -247,6 +335,7 @@ pub struct Alloc<'a> {
 impl Alloc<'_> {
     fn push(&mut self, state: State, after: After, retry: Option<Bytes>) -> u64 {
         let seq = self.inner.head + self.inner.slots.len() as u64;
+        self.inner.held += state_bytes(&state);
         self.inner.slots.push_back(Slot {
             state,
             after,
@@ -358,7 +447,10 @@ impl Alloc<'_> {
             .checked_sub(head)
             .and_then(|i| self.inner.slots.get_mut(i as usize))
         {
-            fill_slot(slot, part, reply);
+            let len = reply.len();
+            if fill_slot(slot, part, reply) {
+                self.inner.held += len;
+            }
         }
     }
 
@@ -411,6 +503,30 @@ impl ReplyQueue {
         }
     }
 
+    /// The output buffer limit of the client's class from now on.
+    pub fn set_limit(&self, limit: OutputBufferLimit) {
+        let mut g = self.inner.lock();
+        g.limit = limit;
+        g.soft_since = None;
+    }
+
+    /// The session's unwritten bytes (its write buffer), counted with the
+    /// replies held against the limit.
+    #[inline]
+    pub fn set_unwritten(&self, bytes: usize) {
+        self.unwritten.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The session ended: drop what is held and every reply still to come.
+    pub fn shut(&self) {
+        self.inner.lock().cut_off();
+    }
+
+    /// Whether the client was cut off for going over its limit.
+    pub fn over_limit(&self) -> bool {
+        self.inner.lock().over.is_some()
+    }
+
     /// Fill slot `seq` (or one of its parts) and wake the session when the
     /// front became writable. A reply for a slot that no longer exists is dropped.
     pub fn deliver(&self, seq: u64, part: u32, reply: Bytes) {
@@ -425,13 +541,22 @@ impl ReplyQueue {
             let Some(slot) = g.slots.get_mut(idx as usize) else {
                 return;
             };
-            if !fill_slot(slot, part, reply) || !slot.ready() {
-                // Other parts are still missing.
+            let len = reply.len();
+            if !fill_slot(slot, part, reply) {
                 return;
             }
-            if g.writable() == 0 {
-                // Earlier replies wait for the rest of their read.
-                return;
+            let ready = slot.ready();
+            let unwritten = self.unwritten.load(Ordering::Relaxed);
+            // Cut off, the session is woken to close.
+            if !g.added(len, unwritten) {
+                if !ready {
+                    // Other parts are still missing.
+                    return;
+                }
+                if g.writable() == 0 {
+                    // Earlier replies wait for the rest of their read.
+                    return;
+                }
             }
             g.waker.take()
         };
@@ -455,16 +580,22 @@ impl ReplyQueue {
     fn push_frame(&self, frame: Bytes, after: After) {
         let waker = {
             let mut g = self.inner.lock();
-            g.slots.push_back(Slot {
-                state: State::Ready(frame),
-                after,
-                post: None,
-                redo: None,
-                retry: None,
-                redirects: 0,
-                hold: false,
-                end: true,
-            });
+            if g.shut {
+                return;
+            }
+            // Over the limit the frame is dropped and the session woken to close.
+            if !g.added(frame.len(), self.unwritten.load(Ordering::Relaxed)) {
+                g.slots.push_back(Slot {
+                    state: State::Ready(frame),
+                    after,
+                    post: None,
+                    redo: None,
+                    retry: None,
+                    redirects: 0,
+                    hold: false,
+                    end: true,
+                });
+            }
             g.waker.take()
         };
         if let Some(w) = waker {
@@ -476,9 +607,21 @@ impl ReplyQueue {
     /// requests. Registers `waker` so the next delivery wakes the session.
     pub fn drain(&self, waker: &Waker, mut f: impl FnMut(Bytes, After)) -> Drained {
         let mut g = self.inner.lock();
+        if let Some(bytes) = g.over {
+            return Drained {
+                remaining: 0,
+                close: false,
+                redirect: None,
+                redo: None,
+                over_limit: Some(bytes),
+            };
+        }
         let mut close = false;
         let mut redirect = None;
         let mut redo = None;
+        let mut over_limit = None;
+        // Bytes handed to `f` (unwritten now, not yet in `self.unwritten`).
+        let mut out = 0;
         let mut n = g.writable();
         while n > 0 {
             n -= 1;
@@ -489,7 +632,10 @@ impl ReplyQueue {
             if !front.ready() {
                 break;
             }
+            let held = state_bytes(&front.state);
             if let Some(r) = take_redirect(front, head) {
+                let left = state_bytes(&front.state);
+                g.held -= held - left;
                 redirect = Some(r);
                 g.front_unready();
                 break;
@@ -498,6 +644,7 @@ impl ReplyQueue {
                 if let State::Ready(reply) = &front.state {
                     if let Some(work) = (check.0)(reply) {
                         front.state = State::Pending;
+                        g.held -= held;
                         redo = Some(Redone { seq: head, work });
                         g.front_unready();
                         break;
@@ -519,15 +666,30 @@ impl ReplyQueue {
             let post = front.post.take();
             g.slots.pop_front();
             g.head += 1;
+            g.held -= held;
             let reply = match post {
-                Some(p) => p.apply(reply),
+                Some(p) => {
+                    let reply = p.apply(reply);
+                    // A restored value can be much larger than what was held.
+                    let unwritten = self.unwritten.load(Ordering::Relaxed) + out + reply.len();
+                    if reply.len() > held && g.over_limit(unwritten) {
+                        over_limit = Some(g.held + unwritten);
+                        break;
+                    }
+                    reply
+                }
                 None => reply,
             };
+            out += reply.len();
             f(reply, after);
             if after == After::Close {
                 close = true;
                 break;
             }
+        }
+        if over_limit.is_some() {
+            g.over = over_limit;
+            g.cut_off();
         }
         // Registered even when empty: pub/sub frames arrive with no request.
         match &g.waker {
@@ -539,6 +701,7 @@ impl ReplyQueue {
             close,
             redirect,
             redo,
+            over_limit,
         }
     }
 
@@ -775,6 +938,141 @@ mod tests {
         assert_eq!(d.remaining, 2);
         q.deliver(s3, WHOLE, b(":3\r\n"));
         assert_eq!(drain_all(&q).0, [b(":2\r\n"), b(":3\r\n")]);
+    }
+
+    fn limit(hard: usize, soft: usize, soft_ms: u64) -> OutputBufferLimit {
+        OutputBufferLimit {
+            hard_bytes: hard,
+            soft_bytes: soft,
+            soft_period: std::time::Duration::from_millis(soft_ms),
+        }
+    }
+
+    fn bytes(n: usize) -> Bytes {
+        Bytes::from(vec![b'x'; n])
+    }
+
+    fn held(q: &ReplyQueue) -> usize {
+        q.inner.lock().held
+    }
+
+    #[test]
+    fn over_the_hard_limit_everything_is_dropped_and_the_drain_says_so() {
+        let q = ReplyQueue::new();
+        q.set_limit(limit(100, 0, 0));
+        let seqs: Vec<u64> = {
+            let mut a = q.alloc();
+            (0..3).map(|_| a.pending()).collect()
+        };
+        q.deliver(seqs[1], WHOLE, bytes(60));
+        assert!(!q.over_limit());
+        assert_eq!(held(&q), 60);
+        q.deliver(seqs[0], WHOLE, bytes(40));
+        assert!(q.over_limit(), "100 bytes held reach the hard limit");
+        assert_eq!((held(&q), q.len()), (0, 0), "nothing is kept");
+        q.deliver(seqs[2], WHOLE, bytes(10));
+        q.push_stream(bytes(10));
+        assert_eq!((held(&q), q.len()), (0, 0), "later replies are dropped");
+        let (out, d) = drain_all(&q);
+        assert!(out.is_empty());
+        assert_eq!(d.over_limit, Some(100));
+    }
+
+    #[test]
+    fn unwritten_bytes_count_against_the_limit() {
+        let q = ReplyQueue::new();
+        q.set_limit(limit(100, 0, 0));
+        q.push_stream(bytes(50));
+        assert_eq!(drain_all(&q).0.len(), 1);
+        assert_eq!(held(&q), 0);
+        q.set_unwritten(50);
+        q.push_stream(bytes(49));
+        assert!(!q.over_limit());
+        q.push_stream(bytes(1));
+        assert_eq!(drain_all(&q).1.over_limit, Some(100));
+    }
+
+    #[test]
+    fn the_soft_limit_closes_only_when_exceeded_for_longer_than_its_period() {
+        let q = ReplyQueue::new();
+        q.set_limit(limit(0, 50, 30));
+        q.push_stream(bytes(60));
+        q.push_stream(bytes(1));
+        assert!(!q.over_limit(), "the soft period just started");
+        // Back under the soft limit: the period starts again next time.
+        assert_eq!(drain_all(&q).0.len(), 2);
+        q.push_stream(bytes(1));
+        std::thread::sleep(std::time::Duration::from_millis(40));
+        q.push_stream(bytes(60));
+        assert!(!q.over_limit(), "over the soft limit again only now");
+        std::thread::sleep(std::time::Duration::from_millis(40));
+        q.push_stream(bytes(1));
+        assert!(q.over_limit(), "over the soft limit for longer than 30 ms");
+    }
+
+    #[test]
+    fn no_limit_keeps_everything() {
+        let q = ReplyQueue::new();
+        q.set_unwritten(usize::MAX / 4);
+        for _ in 0..10 {
+            q.push_stream(bytes(1000));
+        }
+        assert_eq!((held(&q), q.over_limit()), (10_000, false));
+    }
+
+    #[test]
+    fn held_bytes_follow_parts_redirects_and_drains() {
+        let q = ReplyQueue::new();
+        let (whole, split, moved) = {
+            let mut a = q.alloc();
+            let whole = a.pending();
+            let split = a.pending_parts(vec![b("r0"), b("r1")], Merge::SumInt);
+            let moved = a.pending_retry(b("*1\r\n$4\r\nPING\r\n"));
+            (whole, split, moved)
+        };
+        q.deliver(split, 0, b(":1\r\n"));
+        q.deliver(split, 1, b(":2\r\n"));
+        q.deliver(moved, WHOLE, b("-MOVED 1 127.0.0.1:1\r\n"));
+        assert_eq!(held(&q), 8 + 22);
+        q.deliver(whole, WHOLE, b("+OK\r\n"));
+        let (out, d) = drain_all(&q);
+        assert_eq!(out, [b("+OK\r\n"), b(":3\r\n")]);
+        assert!(d.redirect.is_some());
+        assert_eq!(held(&q), 0, "the redirect is pending again");
+        q.deliver(moved, WHOLE, b("+PONG\r\n"));
+        assert_eq!(held(&q), 7);
+        drain_all(&q);
+        assert_eq!(held(&q), 0);
+    }
+
+    #[test]
+    fn a_restored_value_over_the_limit_cuts_the_client_off() {
+        let q = ReplyQueue::new();
+        q.set_limit(limit(1000, 0, 0));
+        let (small, big) = {
+            let mut a = q.alloc();
+            let small = a.pending();
+            let big = a.pending();
+            a.add_post(big, Post::new(|_| bytes(5000)));
+            (small, big)
+        };
+        q.deliver(small, WHOLE, bytes(10));
+        q.deliver(big, WHOLE, bytes(10));
+        let (out, d) = drain_all(&q);
+        assert_eq!(out.len(), 1, "the reply before it is written");
+        assert_eq!(d.over_limit, Some(5010));
+        assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn a_shut_queue_keeps_nothing() {
+        let q = ReplyQueue::new();
+        let seq = q.alloc().pending();
+        q.push_stream(bytes(10));
+        q.shut();
+        q.deliver(seq, WHOLE, bytes(10));
+        q.push_stream(bytes(10));
+        assert_eq!((held(&q), q.len(), q.over_limit()), (0, 0, false));
     }
 
     /// Runs a future that needs no reactor to completion.

@@ -99,6 +99,11 @@ fn totals(ctx: &Ctx, out: &mut String) {
     line(out, "local_commands_processed", get(&m.commands_local));
     line(out, "error_replies", get(&m.error_replies));
     line(out, "protocol_errors", get(&m.protocol_errors));
+    line(
+        out,
+        "client_output_buffer_limit_disconnections",
+        get(&m.output_limit_closed),
+    );
 }
 
 /// One upstream node as the proxy sees it, summed over every worker's

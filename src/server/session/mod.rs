@@ -209,6 +209,14 @@ pub struct Session {
     comp_tx: Vec<crate::compress::restore::TxEntry>,
     /// Statistics of this session's requests (`None`: stats disabled).
     stats: Option<Box<crate::stats::Recorder>>,
+    /// SUBSCRIBE, PSUBSCRIBE or SSUBSCRIBE was used (until RESET): the
+    /// client is in Redis's `pubsub` output buffer class.
+    pubsub: bool,
+    /// Pub/sub or MONITOR: never closed for idleness, as in Redis.
+    streaming: bool,
+    /// The client's output buffer class has a limit: the queue is told the
+    /// write buffer's size after each write.
+    out_limited: bool,
     stop: bool,
     stalled: bool,
     eof: bool,
@@ -226,6 +234,9 @@ impl Session {
         let topology = ctx.topology.clone();
         let node_gen = ctx.sentinel.as_ref().map_or(0, |s| s.generation());
         let stats = ctx.stats.recorder(worker.index, meta.id);
+        let queue = ReplyQueue::new();
+        let out_limit = limits.client_output_buffer_limit.normal;
+        queue.set_limit(out_limit);
         Session {
             node_gen,
             parser: RequestParser::new(limits.max_request_bytes, limits.max_request_args),
@@ -241,7 +252,7 @@ impl Session {
             ctx,
             worker,
             stream,
-            queue: Arc::new(ReplyQueue::new()),
+            queue: Arc::new(queue),
             // Allocated by the first read and reply, not for idle clients.
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
@@ -266,6 +277,9 @@ impl Session {
             shard: None,
             comp_tx: Vec::new(),
             stats,
+            pubsub: false,
+            streaming: false,
+            out_limited: !out_limit.is_off(),
             stop: false,
             stalled: false,
             eof: false,
@@ -331,6 +345,10 @@ impl Session {
                 });
                 d
             };
+            if let Some(bytes) = drained.over_limit {
+                self.output_limit_reached(bytes);
+                break;
+            }
             let (pending, close) = (drained.remaining, drained.close);
             if upstream_failed {
                 if let Some(t) = &self.cluster {
@@ -366,10 +384,19 @@ impl Session {
             }
             if !self.wbuf.is_empty() || self.stream.pending_write() {
                 match net::write_buf(&self.stream, &mut self.wbuf) {
+                    // Replies reaching the client are activity, as in Redis.
+                    Ok(n) if n > 0 => {
+                        if let Some(t) = idle {
+                            idle_sleep.as_mut().reset(tokio::time::Instant::now() + t);
+                        }
+                    }
                     Ok(_) => {}
                     Err(e) if e.kind() == WouldBlock => {}
                     Err(_) => break,
                 }
+            }
+            if self.out_limited {
+                self.queue.set_unwritten(self.wbuf.len());
             }
             if close || (self.stop && pending == 0) {
                 if self.wbuf.is_empty() {
@@ -461,7 +488,14 @@ impl Session {
                     shutting_down = true;
                     ready = true;
                 }
-                if idle.is_some() && pending == 0 && idle_sleep.as_mut().poll(cx).is_ready() {
+                // Idle as Redis's `timeout`: nothing read from or written to
+                // the client for that long, no request of its own in flight,
+                // and not a pub/sub or MONITOR client.
+                if idle.is_some()
+                    && pending == 0
+                    && !self.streaming
+                    && idle_sleep.as_mut().poll(cx).is_ready()
+                {
                     timed_out = true;
                     ready = true;
                 }
@@ -477,6 +511,7 @@ impl Session {
             })
             .await;
             if timed_out {
+                tracing::debug!(client = self.st.id, "Closing idle client");
                 break;
             }
             if trim_due {
@@ -506,7 +541,9 @@ impl Session {
         if let Some(s) = self.shard.as_mut() {
             s.close();
         }
-        let idle = self.queue.is_empty();
+        // A client cut off for its output buffer limit has replies in flight
+        // that were dropped: its connections cannot be reused.
+        let idle = self.queue.is_empty() && !self.queue.over_limit();
         if let Some(p) = self.pinned.take() {
             if p.clean() && idle {
                 self.ctx.pinned.release(p.conn, p.db, p.proto);
@@ -520,6 +557,52 @@ impl Session {
             } else {
                 p.conn.close();
             }
+        }
+        // Replies still held, and those still to come, are freed now rather
+        // than when the last upstream connection lets go of the queue.
+        self.queue.shut();
+    }
+
+    /// Over the output buffer limit of its class: logged and counted as
+    /// Redis does; the caller closes the connection.
+    fn output_limit_reached(&self, bytes: usize) {
+        let info = self.st.meta.info_line(&self.st.user);
+        self.ctx.metrics.event(Event::OutputBufferLimit {
+            client: info.trim_end(),
+            class: if self.pubsub { "pubsub" } else { "normal" },
+            bytes,
+        });
+    }
+
+    /// A pub/sub or MONITOR command: the client's class for the output
+    /// buffer limit and the idle timeout follows, as in Redis.
+    fn note_streaming(&mut self, name: &[u8]) {
+        let subscribe = [&b"subscribe"[..], b"psubscribe", b"ssubscribe"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n));
+        if subscribe || name.eq_ignore_ascii_case(b"monitor") {
+            self.streaming = true;
+        }
+        if subscribe && !self.pubsub {
+            self.pubsub = true;
+            self.set_output_limit(self.ctx.config.limits.client_output_buffer_limit.pubsub);
+        }
+    }
+
+    /// RESET: an ordinary client again.
+    fn leave_streaming(&mut self) {
+        self.streaming = false;
+        if self.pubsub {
+            self.pubsub = false;
+            self.set_output_limit(self.ctx.config.limits.client_output_buffer_limit.normal);
+        }
+    }
+
+    fn set_output_limit(&mut self, limit: crate::config::OutputBufferLimit) {
+        self.queue.set_limit(limit);
+        self.out_limited = !limit.is_off();
+        if self.out_limited {
+            self.queue.set_unwritten(self.wbuf.len());
         }
     }
 
@@ -848,6 +931,9 @@ impl Session {
     /// Pub/sub, MONITOR and tracking: everything goes to the pinned connection
     /// and every frame it sends comes back in arrival order.
     fn handle_passthrough(&mut self, req: &Req, kind: Kind, alloc: &mut Alloc) -> Flow {
+        if kind == Kind::Passthrough {
+            self.note_streaming(req.arg(0));
+        }
         match kind {
             Kind::Local(Local::Reset) => {
                 // RESET leaves every mode; the connection is dropped, not reused.
@@ -946,6 +1032,7 @@ impl Session {
                 return flow;
             }
         }
+        self.note_streaming(req.arg(0));
         let conn = match &mut self.pinned {
             Some(p) => {
                 p.passthrough = true;
@@ -1279,6 +1366,7 @@ impl Session {
                     p.conn.close();
                 }
                 self.last_conn = None;
+                self.leave_streaming();
                 alloc.ready(reply, After::Nothing);
                 Flow::Next
             }
