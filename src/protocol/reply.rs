@@ -24,6 +24,9 @@ pub struct ReplyScanner {
     pos: usize,
     /// Elements still expected at each open aggregate level.
     stack: Vec<u64>,
+    /// After `scan` returned `None`: the buffer length the reply needs at
+    /// least, when a bulk string's header told (0: not known).
+    need: usize,
 }
 
 impl ReplyScanner {
@@ -31,9 +34,17 @@ impl ReplyScanner {
         Self::default()
     }
 
+    /// After [`ReplyScanner::scan`] returned `None`: how long the buffer must
+    /// be at least for the reply to make progress (the end of the bulk string
+    /// being received), or 0 when that is not known yet.
+    pub fn need(&self) -> usize {
+        self.need
+    }
+
     /// Length of the complete reply at the start of `buf`, or `None` when more
     /// bytes are needed (then call again with the same bytes plus more).
     pub fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
+        self.need = 0;
         loop {
             let pos = self.pos;
             if pos >= buf.len() {
@@ -55,6 +66,7 @@ impl ReplyScanner {
                     } else {
                         let end = after + n as usize + 2;
                         if end > buf.len() {
+                            self.need = end;
                             return Ok(None);
                         }
                         self.pos = end;
@@ -141,6 +153,17 @@ mod tests {
             joined.extend_from_slice(b"+next\r\n");
             assert_eq!(ReplyScanner::new().scan(&joined).unwrap(), Some(s.len()));
         }
+    }
+
+    #[test]
+    fn need_is_the_end_of_the_bulk_being_received() {
+        let mut sc = ReplyScanner::new();
+        assert_eq!(sc.scan(b"*2\r\n$3\r\nab").unwrap(), None);
+        assert_eq!(sc.need(), 13);
+        assert_eq!(sc.scan(b"*2\r\n$3\r\nabc\r\n$100").unwrap(), None);
+        assert_eq!(sc.need(), 0, "the second header is not complete");
+        assert_eq!(sc.scan(b"*2\r\n$3\r\nabc\r\n$100\r\n").unwrap(), None);
+        assert_eq!(sc.need(), 13 + 6 + 102);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod fds;
 pub mod local;
 pub mod replies;
 pub mod session;
+pub mod trim;
 
 use crate::config::Config;
 use crate::metrics::Metrics;

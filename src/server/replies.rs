@@ -174,6 +174,8 @@ struct Inner {
     last_end: u64,
     /// Reply bytes held in `slots`.
     held: usize,
+    /// The most `held` ever was.
+    peak: usize,
     limit: OutputBufferLimit,
     /// Since when the client is over its soft limit.
     soft_since: Option<Instant>,
@@ -193,6 +195,7 @@ impl Default for Inner {
             ready_to: 0,
             last_end: u64::MAX,
             held: 0,
+            peak: 0,
             limit: OutputBufferLimit::default(),
             soft_since: None,
             over: None,
@@ -236,6 +239,7 @@ impl Inner {
     /// that cut the client off (its session must be woken to close).
     fn added(&mut self, len: usize, unwritten: usize) -> bool {
         self.held += len;
+        self.peak = self.peak.max(self.held);
         if self.limit.is_off() || !self.over_limit(unwritten) {
             return false;
         }
@@ -435,6 +439,12 @@ impl Alloc<'_> {
         }
     }
 
+    /// The client's output buffer limit from now on (its class changed).
+    pub fn set_limit(&mut self, limit: OutputBufferLimit) {
+        self.inner.limit = limit;
+        self.inner.soft_since = None;
+    }
+
     /// Sequence number of the slot allocated last.
     pub fn last_seq(&self) -> Option<u64> {
         (self.inner.head + self.inner.slots.len() as u64).checked_sub(1)
@@ -520,6 +530,11 @@ impl ReplyQueue {
     /// The session ended: drop what is held and every reply still to come.
     pub fn shut(&self) {
         self.inner.lock().cut_off();
+    }
+
+    /// The most reply bytes the queue ever held at once.
+    pub fn peak(&self) -> usize {
+        self.inner.lock().peak
     }
 
     /// Whether the client was cut off for going over its limit.
@@ -713,9 +728,11 @@ impl ReplyQueue {
         self.len() == 0
     }
 
-    /// True when a drain would write something now.
+    /// True when a drain would write something now, or report the client
+    /// over its limit.
     pub fn writable(&self) -> bool {
-        self.inner.lock().writable() > 0
+        let mut g = self.inner.lock();
+        g.over.is_some() || g.writable() > 0
     }
 }
 
@@ -969,6 +986,7 @@ mod tests {
         assert_eq!(held(&q), 60);
         q.deliver(seqs[0], WHOLE, bytes(40));
         assert!(q.over_limit(), "100 bytes held reach the hard limit");
+        assert!(q.writable(), "a drain has news for the session");
         assert_eq!((held(&q), q.len()), (0, 0), "nothing is kept");
         q.deliver(seqs[2], WHOLE, bytes(10));
         q.push_stream(bytes(10));

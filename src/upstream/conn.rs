@@ -715,7 +715,7 @@ async fn io_loop(
             }
         }
         loop {
-            match net::read_buf(stream, &mut rbuf) {
+            match read_replies(stream, &mut rbuf, scanner.need()) {
                 Ok(0) => return "connection closed by server".to_string(),
                 Ok(_) => {
                     last_progress = Instant::now();
@@ -734,6 +734,13 @@ async fn io_loop(
                     }
                     if let Err(e) = r {
                         return e;
+                    }
+                    // A node streaming without a pause (pub/sub, a large
+                    // reply) must not keep the sessions of this worker from
+                    // running: they drain, write and close clients.
+                    tokio::task::coop::consume_budget().await;
+                    if shared.closing.load(Ordering::Acquire) {
+                        return "closed".to_string();
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -812,6 +819,30 @@ fn try_retire(shared: &Shared) -> bool {
     shared.avoid.fetch_or(RETIRED, Ordering::Release);
     shared.closing.store(true, Ordering::Release);
     true
+}
+
+/// A reply still arriving that needs a buffer at least this long gets an
+/// allocation of its own, sized to it. Replies are handed on as slices of the
+/// read buffer, and a slice keeps its whole allocation alive: without this, a
+/// client holding large replies (unread, or pub/sub messages) would keep up to
+/// twice their size allocated, and bytes of other clients' replies with them.
+const OWN_ALLOCATION: usize = 64 * 1024;
+
+/// Read what the socket has into `rbuf`. `need`: the length the reply at its
+/// start needs at least ([`ReplyScanner::need`]).
+fn read_replies(stream: &TcpStream, rbuf: &mut BytesMut, need: usize) -> std::io::Result<usize> {
+    if need >= OWN_ALLOCATION && need > rbuf.len() {
+        if rbuf.capacity() < need {
+            // At least double for a reply of several large parts (MGET), so
+            // its earlier parts are copied a bounded number of times.
+            let mut own = BytesMut::with_capacity(need.max(2 * rbuf.len()));
+            own.extend_from_slice(rbuf);
+            *rbuf = own;
+        }
+        // Not past the reply's end: what follows goes to the next buffer.
+        return net::read_spare(stream, rbuf);
+    }
+    net::read_buf(stream, rbuf)
 }
 
 /// Hand every complete reply in `rbuf` to its target.

@@ -217,6 +217,8 @@ pub struct Session {
     /// The client's output buffer class has a limit: the queue is told the
     /// write buffer's size after each write.
     out_limited: bool,
+    /// The most unwritten bytes the write buffer ever held.
+    wbuf_peak: usize,
     stop: bool,
     stalled: bool,
     eof: bool,
@@ -280,6 +282,7 @@ impl Session {
             pubsub: false,
             streaming: false,
             out_limited: !out_limit.is_off(),
+            wbuf_peak: 0,
             stop: false,
             stalled: false,
             eof: false,
@@ -350,6 +353,7 @@ impl Session {
                 break;
             }
             let (pending, close) = (drained.remaining, drained.close);
+            self.wbuf_peak = self.wbuf_peak.max(self.wbuf.len());
             if upstream_failed {
                 if let Some(t) = &self.cluster {
                     t.request_refresh();
@@ -561,6 +565,9 @@ impl Session {
         // Replies still held, and those still to come, are freed now rather
         // than when the last upstream connection lets go of the queue.
         self.queue.shut();
+        if self.wbuf_peak.max(self.queue.peak()) >= super::trim::AFTER_BYTES {
+            super::trim::release_soon();
+        }
     }
 
     /// Over the output buffer limit of its class: logged and counted as
@@ -576,7 +583,7 @@ impl Session {
 
     /// A pub/sub or MONITOR command: the client's class for the output
     /// buffer limit and the idle timeout follows, as in Redis.
-    fn note_streaming(&mut self, name: &[u8]) {
+    fn note_streaming(&mut self, name: &[u8], alloc: &mut Alloc) {
         let subscribe = [&b"subscribe"[..], b"psubscribe", b"ssubscribe"]
             .iter()
             .any(|n| name.eq_ignore_ascii_case(n));
@@ -585,21 +592,27 @@ impl Session {
         }
         if subscribe && !self.pubsub {
             self.pubsub = true;
-            self.set_output_limit(self.ctx.config.limits.client_output_buffer_limit.pubsub);
+            self.set_output_limit(
+                self.ctx.config.limits.client_output_buffer_limit.pubsub,
+                alloc,
+            );
         }
     }
 
     /// RESET: an ordinary client again.
-    fn leave_streaming(&mut self) {
+    fn leave_streaming(&mut self, alloc: &mut Alloc) {
         self.streaming = false;
         if self.pubsub {
             self.pubsub = false;
-            self.set_output_limit(self.ctx.config.limits.client_output_buffer_limit.normal);
+            self.set_output_limit(
+                self.ctx.config.limits.client_output_buffer_limit.normal,
+                alloc,
+            );
         }
     }
 
-    fn set_output_limit(&mut self, limit: crate::config::OutputBufferLimit) {
-        self.queue.set_limit(limit);
+    fn set_output_limit(&mut self, limit: crate::config::OutputBufferLimit, alloc: &mut Alloc) {
+        alloc.set_limit(limit);
         self.out_limited = !limit.is_off();
         if self.out_limited {
             self.queue.set_unwritten(self.wbuf.len());
@@ -932,7 +945,7 @@ impl Session {
     /// and every frame it sends comes back in arrival order.
     fn handle_passthrough(&mut self, req: &Req, kind: Kind, alloc: &mut Alloc) -> Flow {
         if kind == Kind::Passthrough {
-            self.note_streaming(req.arg(0));
+            self.note_streaming(req.arg(0), alloc);
         }
         match kind {
             Kind::Local(Local::Reset) => {
@@ -1032,7 +1045,7 @@ impl Session {
                 return flow;
             }
         }
-        self.note_streaming(req.arg(0));
+        self.note_streaming(req.arg(0), alloc);
         let conn = match &mut self.pinned {
             Some(p) => {
                 p.passthrough = true;
@@ -1366,7 +1379,7 @@ impl Session {
                     p.conn.close();
                 }
                 self.last_conn = None;
-                self.leave_streaming();
+                self.leave_streaming(alloc);
                 alloc.ready(reply, After::Nothing);
                 Flow::Next
             }
