@@ -44,6 +44,7 @@ fn main() -> ExitCode {
              request and password. Use ca_file instead outside of tests."
         );
     }
+    respite::server::trim::install(malloc_trim);
     let ctx = Ctx::new(config);
     let server = match Server::start(ctx.clone()) {
         Ok(s) => s,
@@ -128,6 +129,17 @@ fn main() -> ExitCode {
     // Worker threads end with the process; their sessions are done or out of grace.
     drop(server);
     code
+}
+
+/// Return the allocator's free memory to the system (glibc; elsewhere a
+/// no-op). Called by `respite::server::trim` after a client that held a lot
+/// is gone; the library forbids `unsafe`.
+fn malloc_trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// `RLIMIT_NOFILE` through libc (the library forbids `unsafe`).

@@ -581,9 +581,11 @@ impl ReplyQueue {
     }
 
     /// Append an unsolicited frame (pub/sub message, push, monitor line) after
-    /// everything already queued.
-    pub fn push_stream(&self, frame: Bytes) {
-        self.push_frame(frame, After::Nothing);
+    /// everything already queued. False when the queue is shut (the session
+    /// ended or went over its limit): the frame was dropped, and so will be
+    /// every later one.
+    pub fn push_stream(&self, frame: Bytes) -> bool {
+        self.push_frame(frame, After::Nothing)
     }
 
     /// Append a last frame after everything queued; the session closes the
@@ -592,11 +594,11 @@ impl ReplyQueue {
         self.push_frame(frame, After::Close);
     }
 
-    fn push_frame(&self, frame: Bytes, after: After) {
-        let waker = {
+    fn push_frame(&self, frame: Bytes, after: After) -> bool {
+        let (waker, open) = {
             let mut g = self.inner.lock();
             if g.shut {
-                return;
+                return false;
             }
             // Over the limit the frame is dropped and the session woken to close.
             if !g.added(frame.len(), self.unwritten.load(Ordering::Relaxed)) {
@@ -611,11 +613,12 @@ impl ReplyQueue {
                     end: true,
                 });
             }
-            g.waker.take()
+            (g.waker.take(), !g.shut)
         };
         if let Some(w) = waker {
             w.wake();
         }
+        open
     }
 
     /// Move every ready reply at the front into `f`, in order, merging split

@@ -857,19 +857,33 @@ fn dispatch(
         if frame[0] == b'>' {
             // RESP3 push: never the answer to a request.
             if let Some(owner) = &*shared.owner.lock() {
-                owner.push_stream(frame);
+                if !owner.push_stream(frame) {
+                    return Err(owner_gone(shared));
+                }
             }
             continue;
         }
         match inflight.pop_front() {
             Some(t) => t.queue.deliver(t.seq, t.part, frame),
             None => match &*shared.owner.lock() {
-                Some(owner) => owner.push_stream(frame),
+                Some(owner) => {
+                    if !owner.push_stream(frame) {
+                        return Err(owner_gone(shared));
+                    }
+                }
                 None => return Err("reply with no request (protocol out of sync)".to_string()),
             },
         }
     }
     Ok(())
+}
+
+/// The session owning this pinned connection is gone (or was cut off for its
+/// output buffer limit): stop reading frames nobody will take, at once rather
+/// than when that session gets to close the connection.
+fn owner_gone(shared: &Shared) -> String {
+    shared.closing.store(true, Ordering::Release);
+    "closed".to_string()
 }
 
 /// Batches written and not fully answered, for the upstream latency histogram

@@ -573,7 +573,7 @@ impl Session {
     /// Over the output buffer limit of its class: logged and counted as
     /// Redis does; the caller closes the connection.
     fn output_limit_reached(&self, bytes: usize) {
-        let info = self.st.meta.info_line(&self.st.user);
+        let info = self.st.meta.info_line();
         self.ctx.metrics.event(Event::OutputBufferLimit {
             client: info.trim_end(),
             class: if self.pubsub { "pubsub" } else { "normal" },
