@@ -125,7 +125,8 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 fn a_subscriber_that_does_not_read_is_closed_at_the_pubsub_hard_limit() {
     // Redis must not drop the proxy's own subscription first.
     let redis = RedisServer::start_with(&["--client-output-buffer-limit", "pubsub 0 0 0"]);
-    let proxy = proxy_with(&redis, "");
+    let mut proxy = proxy_with(&redis, "");
+    proxy.allow_log(CLOSED_LINE);
     let mut sub = proxy.conn();
     sub.send(&encode_str(&["SUBSCRIBE", "ch"]));
     assert_eq!(
@@ -203,10 +204,11 @@ fn a_subscriber_that_does_not_read_is_closed_at_the_pubsub_hard_limit() {
 fn unread_large_replies_are_bounded_by_the_normal_hard_limit_and_memory_returns() {
     let redis = RedisServer::start();
     let hard = 256u64 << 20;
-    let proxy = proxy_with(
+    let mut proxy = proxy_with(
         &redis,
         &format!("[limits]\nclient_output_buffer_limit.normal = {{ hard_bytes = {hard} }}\n"),
     );
+    proxy.allow_log(CLOSED_LINE);
     let mut direct = redis.conn();
     let value = noise(1 << 20, 11);
     assert_eq!(direct.cmd(&[b"SET", b"big", &value]), b"+OK\r\n");
