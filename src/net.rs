@@ -164,12 +164,20 @@ fn read_tcp(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     if buf.capacity() - buf.len() < READ_CHUNK / 4 {
         buf.reserve(READ_CHUNK);
     }
-    read_spare(stream, buf)
+    read_tcp_spare(stream, buf)
 }
 
 /// [`read_buf`] into the free capacity `buf` has, without making more: a
 /// buffer sized for one reply is not grown (and so reallocated) by the read.
-pub fn read_spare(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+/// TLS: as [`read_buf`] (rustls hands over all the plaintext it decrypted).
+pub fn read_spare(stream: &Stream, buf: &mut BytesMut) -> io::Result<usize> {
+    match stream {
+        Stream::Plain(s) => read_tcp_spare(s, buf),
+        Stream::Tls(t) => t.read_buf(buf),
+    }
+}
+
+fn read_tcp_spare(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     debug_assert!(buf.capacity() > buf.len());
     let mut got = None;
     let res = stream.try_io(Interest::READABLE, || {

@@ -23,8 +23,8 @@ mod validate;
 pub use defaults::*;
 pub use file::{
     AdminSection, AuthSection, CompressionSection, FileConfig, FileUser, LimitsSection,
-    OutputLimitSection, OutputLimitsSection, Secret, ServerSection, ServerTlsSection,
-    StatsSection, TagsSection, UpstreamSection, UpstreamTlsSection,
+    OutputLimitSection, OutputLimitsSection, Secret, ServerSection, ServerTlsSection, StatsSection,
+    TagsSection, UpstreamSection, UpstreamTlsSection,
 };
 pub use validate::validate;
 

@@ -830,7 +830,7 @@ const OWN_ALLOCATION: usize = 64 * 1024;
 
 /// Read what the socket has into `rbuf`. `need`: the length the reply at its
 /// start needs at least ([`ReplyScanner::need`]).
-fn read_replies(stream: &TcpStream, rbuf: &mut BytesMut, need: usize) -> std::io::Result<usize> {
+fn read_replies(stream: &Stream, rbuf: &mut BytesMut, need: usize) -> std::io::Result<usize> {
     if need >= OWN_ALLOCATION && need > rbuf.len() {
         if rbuf.capacity() < need {
             // At least double for a reply of several large parts (MGET), so
