@@ -208,7 +208,14 @@ fn text_logs_on_a_terminal_are_coloured_unless_no_color() {
     let plain = under_a_terminal("", &[("NO_COLOR", "1")]);
     assert!(!plain.contains(ESC), "colour despite NO_COLOR:\n{plain:?}");
 
-    let json = under_a_terminal("--log-format json", &[]);
+    // With a compression secret, so that the only line is the failure.
+    let json = under_a_terminal(
+        "--log-format json",
+        &[(
+            "RESPITE_COMPRESSION_SECRET",
+            "a-test-secret-of-32-bytes-length",
+        )],
+    );
     assert!(!json.contains(ESC), "colour in JSON:\n{json:?}");
     let messages = json_messages(&json);
     assert_eq!(messages, ["cannot listen"], "{json}");
