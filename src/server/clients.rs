@@ -13,9 +13,10 @@ use super::session::Req;
 use super::ClientMeta;
 use crate::protocol::request::parse_int;
 use crate::protocol::{encode, Proto};
+use crate::upstream::conn::{Conn, ConnState, WeakConn};
 use bytes::BytesMut;
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -66,6 +67,16 @@ impl Activity {
 
     fn user(&self) -> Arc<str> {
         self.user.lock().clone()
+    }
+
+    /// The user the client authenticated as (`CLIENT KILL USER`).
+    pub fn user_name(&self) -> Arc<str> {
+        self.user()
+    }
+
+    /// In pub/sub mode (`TYPE pubsub`).
+    pub fn is_pubsub(&self) -> bool {
+        self.pubsub()
     }
 
     /// Counts from a frame Redis sent the client while it is in pub/sub
@@ -132,6 +143,254 @@ impl Activity {
             || self.psub.load(Ordering::Relaxed) > 0
             || self.ssub.load(Ordering::Relaxed) > 0
     }
+}
+
+/// `CLIENT REPLY` as Redis keeps it: its flags `REPLY_OFF`, `REPLY_SKIP`
+/// (this request's reply is dropped) and `REPLY_SKIP_NEXT` (set by `SKIP`,
+/// turned into `REPLY_SKIP` once that request is done).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyMode {
+    pub off: bool,
+    pub skip: bool,
+    pub skip_next: bool,
+}
+
+impl ReplyMode {
+    /// Anything but `ON` (one test per request on the data path).
+    #[inline]
+    pub fn active(&self) -> bool {
+        self.off || self.skip || self.skip_next
+    }
+
+    /// The reply of the request being handled is dropped.
+    pub fn silent(&self) -> bool {
+        self.off || self.skip
+    }
+
+    /// A request was handled (Redis's `resetClient`).
+    pub fn end_request(&mut self) {
+        self.skip = std::mem::take(&mut self.skip_next);
+    }
+}
+
+/// What other sessions may do to a client: close it (`CLIENT KILL`), and
+/// reach the upstream connection pinned to it (`CLIENT UNBLOCK`, and the
+/// out-of-band kill of a blocked command when it is closed).
+#[derive(Debug, Default)]
+pub struct Control {
+    killed: AtomicBool,
+    kill: tokio::sync::Notify,
+    pinned: Mutex<PinnedRef>,
+}
+
+#[derive(Debug, Default)]
+struct PinnedRef {
+    conn: Option<WeakConn>,
+    /// Out-of-band commands naming the connection's upstream id are in
+    /// progress: it must not go back to the pool (another client could get
+    /// it and be unblocked or killed instead).
+    busy: u32,
+}
+
+impl Control {
+    /// The session pinned `conn`.
+    pub fn set_pinned(&self, conn: &Conn) {
+        self.pinned.lock().conn = Some(conn.downgrade());
+    }
+
+    /// The session wants to give its pinned connection back to the pool:
+    /// false when it must close it instead (the client was killed, or an
+    /// out-of-band command names it).
+    pub fn may_release(&self, conn: &Conn) -> bool {
+        let mut p = self.pinned.lock();
+        let named = p.conn.as_ref().is_some_and(|w| w.is(conn));
+        if (named && p.busy > 0) || self.killed.load(Ordering::Acquire) {
+            return false;
+        }
+        if named {
+            p.conn = None;
+        }
+        true
+    }
+
+    /// The pinned connection, if the client holds one with a request in
+    /// flight (a blocking command, while it blocks), kept out of the pool
+    /// until the returned guard is dropped.
+    pub fn busy_conn(self: &Arc<Self>) -> Option<(Conn, BusyGuard)> {
+        let mut p = self.pinned.lock();
+        let conn = p.conn.as_ref()?.upgrade()?;
+        if conn.inflight() == 0 || conn.state() == ConnState::Closed {
+            return None;
+        }
+        p.busy += 1;
+        Some((conn, BusyGuard(self.clone())))
+    }
+
+    /// Close the client (`CLIENT KILL`): its session stops at once, writes
+    /// nothing more and closes the connection.
+    pub fn kill(&self) {
+        {
+            let _p = self.pinned.lock();
+            self.killed.store(true, Ordering::Release);
+        }
+        self.kill.notify_one();
+    }
+
+    #[inline]
+    pub fn killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
+
+    /// Completes once [`Control::kill`] was called (after or before).
+    pub async fn wait_killed(&self) {
+        self.kill.notified().await;
+    }
+}
+
+/// Keeps a pinned connection out of the pool while an out-of-band command
+/// names its upstream id.
+#[derive(Debug)]
+pub struct BusyGuard(Arc<Control>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        let mut p = self.0.pinned.lock();
+        p.busy = p.busy.saturating_sub(1);
+    }
+}
+
+/// `CLIENT PAUSE`: held by this process for all its clients (every worker).
+#[derive(Debug)]
+pub struct Pause {
+    /// Milliseconds since `epoch` (plus one) when the pause ends; 0: none.
+    until: AtomicU64,
+    /// `ALL` rather than `WRITE`.
+    all: AtomicBool,
+    epoch: Instant,
+    changed: tokio::sync::Notify,
+}
+
+impl Default for Pause {
+    fn default() -> Self {
+        Pause {
+            until: AtomicU64::new(0),
+            all: AtomicBool::new(false),
+            epoch: Instant::now(),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+}
+
+impl Pause {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// `Some(all)` while a pause holds commands (one relaxed load when none).
+    #[inline]
+    pub fn holds(&self) -> Option<bool> {
+        let until = self.until.load(Ordering::Relaxed);
+        if until == 0 {
+            return None;
+        }
+        self.holds_slow(until)
+    }
+
+    #[cold]
+    fn holds_slow(&self, until: u64) -> Option<bool> {
+        (self.now_ms() < until).then(|| self.all.load(Ordering::Relaxed))
+    }
+
+    /// `CLIENT PAUSE ms [WRITE|ALL]`: as Redis, a pause already running
+    /// keeps the later end and the stricter mode.
+    pub fn pause(&self, ms: u64, all: bool) {
+        let end = self.now_ms().saturating_add(ms);
+        match self.holds() {
+            Some(was_all) => {
+                self.all.store(all || was_all, Ordering::Relaxed);
+                self.until.fetch_max(end, Ordering::AcqRel);
+            }
+            None => {
+                self.all.store(all, Ordering::Relaxed);
+                self.until.store(end, Ordering::Release);
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// `CLIENT UNPAUSE`.
+    pub fn unpause(&self) {
+        self.until.store(0, Ordering::Release);
+        self.all.store(false, Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
+
+    /// Completes when no pause holds commands any more (its time ran out,
+    /// or `CLIENT UNPAUSE`); a session whose next command is held waits here.
+    pub async fn wait_end(&self) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let until = self.until.load(Ordering::Acquire);
+            let now = self.now_ms();
+            if until == 0 || now >= until {
+                return;
+            }
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep(std::time::Duration::from_millis(until - now)) => {}
+            }
+        }
+    }
+}
+
+/// Commands `CLIENT PAUSE WRITE` holds besides those Redis flags `write`:
+/// Redis 7.0's `may-replicate` commands (scripts and functions may write;
+/// `PUBLISH` and `PFCOUNT` propagate), and the write commands respite's
+/// built-in table does not list.
+const MAY_WRITE: &[&str] = &[
+    "eval",
+    "evalsha",
+    "fcall",
+    "publish",
+    "spublish",
+    "pfcount",
+    "flushall",
+    "flushdb",
+    "move",
+    "swapdb",
+    "restore-asking",
+    "pfdebug",
+    "function|delete",
+    "function|flush",
+    "function|load",
+    "function|restore",
+    "script|flush",
+    "script|load",
+];
+
+/// Whether `CLIENT PAUSE WRITE` holds this request (`EXEC` is decided by
+/// the session, from what the transaction queued).
+pub fn is_write(req: &Req) -> bool {
+    use crate::command::keys::{CmdFlags, KeyTable};
+    let name = req.arg(0);
+    let sub = if req.argc() > 1 { req.arg(1) } else { b"" };
+    let Some(full) = full_name(name, b"").and_then(|n| {
+        if is_container(n) && !sub.is_empty() {
+            full_name(name, sub)
+        } else {
+            Some(n)
+        }
+    }) else {
+        return false;
+    };
+    if MAY_WRITE.contains(&full) {
+        return true;
+    }
+    KeyTable::builtin()
+        .get(full.as_bytes())
+        .is_some_and(|c| c.flags.contains(CmdFlags::WRITE))
 }
 
 /// A bulk string at the start of `b`, and what follows it.

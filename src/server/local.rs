@@ -65,6 +65,9 @@ pub fn run(ctx: &Ctx, st: &mut State, cmd: Local, req: &Req, out: &mut BytesMut)
             st.proto = Proto::Resp2;
             st.authed = !auth_required(ctx);
             st.user = "default".into();
+            // As Redis's RESET: replies on again (a SKIP in effect stays).
+            st.reply.off = false;
+            st.reply.skip_next = false;
             *st.meta.name.lock() = None;
             st.meta.db.store(0, Ordering::Relaxed);
             st.meta.resp.store(2, Ordering::Relaxed);
@@ -466,14 +469,39 @@ fn client(ctx: &Ctx, st: &mut State, req: &Req, out: &mut BytesMut) -> Effect {
         }
         "setinfo" if argc == 4 => encode::simple(out, "OK"),
         "tracking" => return Effect::Tracking,
-        "kill" | "reply" | "unblock" | "pause" | "unpause" => {
+        // CLIENT REPLY: OFF and SKIP have no reply; the session drops the
+        // replies the mode says (see `session/client_ctl.rs`).
+        "reply" if argc == 3 => {
+            let mode = req.arg(2);
+            let r = &mut st.reply;
+            if mode.eq_ignore_ascii_case(b"on") {
+                *r = Default::default();
+                encode::simple(out, "OK");
+            } else if mode.eq_ignore_ascii_case(b"off") {
+                r.off = true;
+            } else if mode.eq_ignore_ascii_case(b"skip") {
+                if !r.off {
+                    r.skip_next = true;
+                }
+            } else {
+                encode::error(out, "ERR syntax error");
+            }
+        }
+        "pause" if argc == 3 || argc == 4 => client_pause(ctx, req, out),
+        "unpause" if argc == 2 => {
+            ctx.pause.unpause();
+            encode::simple(out, "OK");
+        }
+        "pause" if argc > 4 => {
+            let sub = String::from_utf8_lossy(req.arg(1));
             encode::error(
                 out,
-                &format!("ERR CLIENT {} is not supported by respite: it would act on connections shared by many clients", sub.to_ascii_uppercase()),
+                &format!("ERR unknown subcommand or wrong number of arguments for '{sub}'. Try CLIENT HELP."),
             );
         }
         "id" | "getname" | "setname" | "info" | "no-evict" | "no-touch" | "setinfo"
-        | "getredir" | "trackinginfo" | "help" => arity(out, &format!("client|{sub}")),
+        | "getredir" | "trackinginfo" | "help" | "reply" | "pause" | "unpause" | "kill"
+        | "unblock" => arity(out, &format!("client|{sub}")),
         _ => {
             let sub = String::from_utf8_lossy(req.arg(1));
             encode::error(
@@ -483,6 +511,27 @@ fn client(ctx: &Ctx, st: &mut State, req: &Req, out: &mut BytesMut) -> Effect {
         }
     }
     Effect::None
+}
+
+/// `CLIENT PAUSE timeout [WRITE|ALL]`, Redis 7.0's checks in its order.
+fn client_pause(ctx: &Ctx, req: &Req, out: &mut BytesMut) {
+    let mut all = true;
+    if req.argc() == 4 {
+        let mode = req.arg(3);
+        if mode.eq_ignore_ascii_case(b"write") {
+            all = false;
+        } else if !mode.eq_ignore_ascii_case(b"all") {
+            return encode::error(out, "ERR CLIENT PAUSE mode must be WRITE or ALL");
+        }
+    }
+    let Some(ms) = parse_int(req.arg(2)) else {
+        return encode::error(out, "ERR timeout is not an integer or out of range");
+    };
+    if ms < 0 {
+        return encode::error(out, "ERR timeout is negative");
+    }
+    ctx.pause.pause(ms as u64, all);
+    encode::simple(out, "OK");
 }
 
 /// Whether `CLIENT TRACKING ...` has a `REDIRECT` option (a prefix that

@@ -43,6 +43,8 @@ pub struct Ctx {
     pub sentinel: Option<Arc<crate::sentinel::Sentinel>>,
     /// Compression settings; `None` when disabled.
     pub compress: Option<Arc<crate::compress::Compressor>>,
+    /// `CLIENT PAUSE` of this process's clients.
+    pub pause: clients::Pause,
     pub shutdown: Notify,
     shutting_down: AtomicBool,
     next_id: AtomicU64,
@@ -66,6 +68,7 @@ impl Ctx {
             config,
             metrics: Metrics::default(),
             clients: DashMap::new(),
+            pause: Default::default(),
             shutdown: Notify::new(),
             shutting_down: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
@@ -207,6 +210,8 @@ pub struct ClientMeta {
     pub resp: AtomicU8,
     /// What `CLIENT LIST` shows of the client's work (see `clients.rs`).
     pub activity: clients::Activity,
+    /// `CLIENT KILL` and `CLIENT UNBLOCK` from other sessions.
+    pub ctl: Arc<clients::Control>,
 }
 
 /// A running proxy: worker threads serving clients.
@@ -478,6 +483,7 @@ fn accept(
         db: AtomicU32::new(0),
         resp: AtomicU8::new(2),
         activity: Default::default(),
+        ctl: Default::default(),
     });
     ctx.clients.insert(id, meta.clone());
     ctx.metrics

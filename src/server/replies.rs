@@ -134,6 +134,8 @@ struct Slot {
     hold: bool,
     /// The last slot of one client read.
     end: bool,
+    /// `CLIENT REPLY OFF`/`SKIP`: the reply is consumed but not written.
+    silent: bool,
 }
 
 impl Slot {
@@ -349,6 +351,7 @@ impl Alloc<'_> {
             redirects: 0,
             hold: false,
             end: false,
+            silent: false,
         });
         seq
     }
@@ -445,6 +448,24 @@ impl Alloc<'_> {
         self.inner.soft_since = None;
     }
 
+    /// The slots from `seq` on (those one request took) are answered but
+    /// their replies are not written (`CLIENT REPLY OFF` and `SKIP`): the
+    /// drain hands an empty reply instead, with `After::ExecSelect` kept
+    /// only when the reply was a transaction's array.
+    pub fn silence_from(&mut self, seq: u64) {
+        let head = self.inner.head;
+        let from = seq.saturating_sub(head) as usize;
+        for slot in self.inner.slots.iter_mut().skip(from) {
+            slot.silent = true;
+        }
+    }
+
+    /// Sequence number the next slot allocated will have.
+    #[inline]
+    pub fn next_seq(&self) -> u64 {
+        self.inner.head + self.inner.slots.len() as u64
+    }
+
     /// Sequence number of the slot allocated last.
     pub fn last_seq(&self) -> Option<u64> {
         (self.inner.head + self.inner.slots.len() as u64).checked_sub(1)
@@ -493,6 +514,11 @@ fn fill_slot(slot: &mut Slot, part: u32, reply: Bytes) -> bool {
         },
         _ => false,
     }
+}
+
+/// A non-nil array: what EXEC answers when the transaction ran.
+pub fn is_array(reply: &[u8]) -> bool {
+    reply.first() == Some(&b'*') && reply.get(1) != Some(&b'-')
 }
 
 fn is_redirect(reply: &[u8]) -> bool {
@@ -611,6 +637,7 @@ impl ReplyQueue {
                     redirects: 0,
                     hold: false,
                     end: true,
+                    silent: false,
                 });
             }
             (g.waker.take(), !g.shut)
@@ -682,6 +709,7 @@ impl ReplyQueue {
                 State::Pending => break,
             };
             let post = front.post.take();
+            let silent = front.silent;
             g.slots.pop_front();
             g.head += 1;
             g.held -= held;
@@ -697,6 +725,15 @@ impl ReplyQueue {
                     reply
                 }
                 None => reply,
+            };
+            let (reply, after) = if silent {
+                let after = match after {
+                    After::ExecSelect(_) if !is_array(&reply) => After::Nothing,
+                    a => a,
+                };
+                (Bytes::new(), after)
+            } else {
+                (reply, after)
             };
             out += reply.len();
             f(reply, after);

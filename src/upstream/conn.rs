@@ -123,6 +123,10 @@ struct Shared {
     /// A refused connection ([`Conn::refused`]): `last_error` is the whole
     /// error reply text.
     refused: bool,
+    /// Pinned connections: Redis's id for it (`CLIENT ID` in the
+    /// handshake), for `CLIENT UNBLOCK`/`CLIENT KILL` sent out of band; 0
+    /// until known.
+    upstream_id: AtomicU64,
 }
 
 /// The oldest request in flight waited longer than `stall_after`.
@@ -171,6 +175,7 @@ impl Conn {
             proto: opts.proto,
             latency: AtomicHist::new(opts.latency_buckets_us.clone()),
             refused: false,
+            upstream_id: AtomicU64::new(0),
         });
         let task = shared.clone();
         tokio::spawn(async move {
@@ -214,6 +219,7 @@ impl Conn {
                 proto: Proto::Resp2,
                 latency: AtomicHist::new(latency_buckets_us),
                 refused,
+                upstream_id: AtomicU64::new(0),
             }),
         }
     }
@@ -292,6 +298,15 @@ impl Conn {
 
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// Redis's client id for this (pinned) connection, once its handshake
+    /// learnt it.
+    pub fn upstream_id(&self) -> Option<u64> {
+        match self.shared.upstream_id.load(Ordering::Acquire) {
+            0 => None,
+            id => Some(id),
+        }
     }
 
     /// Requests submitted and not answered yet.
@@ -380,6 +395,11 @@ impl Conn {
 pub struct WeakConn(std::sync::Weak<Shared>);
 
 impl WeakConn {
+    /// Whether this names `conn`.
+    pub fn is(&self, conn: &Conn) -> bool {
+        std::ptr::eq(self.0.as_ptr(), Arc::as_ptr(&conn.shared))
+    }
+
     pub fn upgrade(&self) -> Option<Conn> {
         self.0.upgrade().map(|shared| Conn { shared })
     }
@@ -416,7 +436,7 @@ async fn run(shared: Arc<Shared>, opts: ConnOptions) {
             .state
             .store(ConnState::Connecting as u8, Ordering::Release);
         let mut inflight = VecDeque::new();
-        let reason = match connect(&opts).await {
+        let reason = match connect(&opts, &shared.upstream_id).await {
             Ok(stream) => {
                 *shared.last_error.lock() = None;
                 shared.state.store(ConnState::Up as u8, Ordering::Release);
@@ -550,8 +570,8 @@ impl ConnectError {
     }
 }
 
-async fn connect(opts: &ConnOptions) -> Result<Stream, ConnectError> {
-    match tokio::time::timeout(opts.connect_timeout, open(opts)).await {
+async fn connect(opts: &ConnOptions, id: &AtomicU64) -> Result<Stream, ConnectError> {
+    match tokio::time::timeout(opts.connect_timeout, open_learning(opts, Some(id))).await {
         Ok(r) => r,
         Err(_) => Err(ConnectError::Io("connect timed out".to_string())),
     }
@@ -559,17 +579,29 @@ async fn connect(opts: &ConnOptions) -> Result<Stream, ConnectError> {
 
 /// Connect and run the handshake, with no time limit of its own.
 pub(crate) async fn open(opts: &ConnOptions) -> Result<Stream, ConnectError> {
+    open_learning(opts, None).await
+}
+
+/// As [`open`]; a pinned connection (one that does not reconnect) also
+/// learns its id at Redis into `id`.
+async fn open_learning(opts: &ConnOptions, id: Option<&AtomicU64>) -> Result<Stream, ConnectError> {
     let stream = net::connect(&opts.addr, opts.tls.as_ref())
         .await
         .map_err(ConnectError::Io)?;
-    handshake(&stream, opts).await?;
+    let id = id.filter(|_| !opts.reconnect);
+    handshake(&stream, opts, id).await?;
     Ok(stream)
 }
 
 /// AUTH, HELLO 3 and SELECT as configured, pipelined; an error reply fails
-/// the connection, except to the last step, `INFO server` (the version is
-/// only informative, and a node running a long script answers it `-BUSY`).
-async fn handshake(stream: &Stream, opts: &ConnOptions) -> Result<(), ConnectError> {
+/// the connection, except to the last steps, `CLIENT ID` (pinned
+/// connections, into `id`) and `INFO server` (the version is only
+/// informative, and a node running a long script answers it `-BUSY`).
+async fn handshake(
+    stream: &Stream,
+    opts: &ConnOptions,
+    id: Option<&AtomicU64>,
+) -> Result<(), ConnectError> {
     let io = |e: std::io::Error| ConnectError::Io(e.to_string());
     let mut out = BytesMut::new();
     let mut expected = 0;
@@ -596,6 +628,14 @@ async fn handshake(stream: &Stream, opts: &ConnOptions) -> Result<(), ConnectErr
         encode::command(&mut out, &[b"READONLY".as_slice()]);
         expected += 1;
     }
+    // Pinned connections: their id, for CLIENT UNBLOCK sent out of band.
+    // Its reply comes second to last; an error to it (an ACL without
+    // CLIENT) only leaves the id unknown.
+    if id.is_some() {
+        encode::command(&mut out, &[b"CLIENT".as_slice(), b"ID"]);
+        expected += 1;
+    }
+    let informative = if id.is_some() { 2 } else { 1 };
     // Learn the server version for HELLO replies.
     encode::command(&mut out, &[b"INFO".as_slice(), b"server"]);
     expected += 1;
@@ -619,6 +659,18 @@ async fn handshake(stream: &Stream, opts: &ConnOptions) -> Result<(), ConnectErr
             Some(len) => {
                 let frame = rbuf.split_to(len).freeze();
                 expected -= 1;
+                if expected == 1 && informative == 2 {
+                    if let (Some(id), Some(n)) = (id, frame.strip_prefix(b":")) {
+                        let n = n
+                            .strip_suffix(b"\r\n")
+                            .and_then(crate::protocol::request::parse_int);
+                        id.store(
+                            n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                            Ordering::Release,
+                        );
+                    }
+                    continue;
+                }
                 if frame.first() == Some(&b'-') {
                     if expected == 0 || failed.is_some() {
                         continue;

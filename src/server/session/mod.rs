@@ -20,6 +20,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
 
+mod client_ctl;
 mod cluster;
 mod compress;
 mod shard_pubsub;
@@ -150,6 +151,8 @@ pub struct State {
     pub meta: Arc<ClientMeta>,
     /// The last command named in `meta` (`CLIENT LIST`'s `cmd=`).
     pub last_cmd: super::clients::LastCmd,
+    /// `CLIENT REPLY`.
+    pub reply: super::clients::ReplyMode,
 }
 
 pub struct Session {
@@ -222,6 +225,10 @@ pub struct Session {
     stop: bool,
     stalled: bool,
     eof: bool,
+    /// The next request is held by `CLIENT PAUSE` (it stays unread).
+    paused: bool,
+    /// The open transaction queued a write (`CLIENT PAUSE WRITE` holds EXEC).
+    tx_writes: bool,
 }
 
 impl Session {
@@ -250,6 +257,7 @@ impl Session {
                 user: "default".into(),
                 meta,
                 last_cmd: Default::default(),
+                reply: Default::default(),
             },
             ctx,
             worker,
@@ -286,6 +294,8 @@ impl Session {
             stop: false,
             stalled: false,
             eof: false,
+            paused: false,
+            tx_writes: false,
         }
     }
 
@@ -302,7 +312,15 @@ impl Session {
         // Buffers of a session that went quiet are released after TRIM_AFTER.
         let mut trim_sleep = pin!(tokio::time::sleep(TRIM_AFTER));
         let mut trim_armed = false;
+        // CLIENT KILL from another session; CLIENT PAUSE holding a request.
+        let meta = self.st.meta.clone();
+        let mut killed = pin!(meta.ctl.wait_killed());
+        let mut pause_end: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
         loop {
+            if meta.ctl.killed() {
+                // As Redis frees a killed client: nothing more is written.
+                break;
+            }
             let mut errors = 0u64;
             let wbuf = &mut self.wbuf;
             let mut exec_db = None;
@@ -329,20 +347,19 @@ impl Session {
                     if let Some(s) = &mut stats {
                         s.reply(&b);
                     }
-                    match b.first() {
-                        Some(b'-') => {
-                            errors += 1;
-                            // READONLY: the node we write to was demoted.
-                            if b.starts_with(b"-ERR upstream ") || b.starts_with(b"-READONLY") {
-                                upstream_failed = true;
-                            }
+                    if b.first() == Some(&b'-') {
+                        errors += 1;
+                        // READONLY: the node we write to was demoted.
+                        if b.starts_with(b"-ERR upstream ") || b.starts_with(b"-READONLY") {
+                            upstream_failed = true;
                         }
-                        Some(b'*') if b.get(1) != Some(&b'-') => {
-                            if let After::ExecSelect(db) = after {
-                                exec_db = Some(db);
-                            }
+                    }
+                    // An empty reply here is a silenced one (CLIENT REPLY),
+                    // for which the drain already checked the EXEC ran.
+                    if let After::ExecSelect(db) = after {
+                        if b.is_empty() || super::replies::is_array(&b) {
+                            exec_db = Some(db);
                         }
-                        _ => {}
                     }
                     wbuf.extend_from_slice(&b);
                 });
@@ -423,16 +440,26 @@ impl Session {
                 self.process_input();
                 continue;
             }
+            if self.paused && self.ctx.pause.holds().is_none() {
+                self.paused = false;
+                pause_end = None;
+                self.process_input();
+                continue;
+            }
+            if self.paused && pause_end.is_none() {
+                pause_end = Some(Box::pin(ctx.pause.wait_end()));
+            }
             if self.pinned.as_ref().is_some_and(|p| p.clean()) && pending == 0 {
                 self.release_pinned_if_clean(true);
             }
             if pending == 0 && !self.retired.is_empty() {
-                for p in self.retired.drain(..) {
-                    self.ctx.pinned.release(p.conn, p.db, p.proto);
+                for p in std::mem::take(&mut self.retired) {
+                    self.give_back(p);
                 }
             }
             let can_read = !self.stop
                 && !self.stalled
+                && !self.paused
                 && !self.eof
                 && !shutting_down
                 && pending < max_inflight
@@ -492,12 +519,22 @@ impl Session {
                     shutting_down = true;
                     ready = true;
                 }
+                if killed.as_mut().poll(cx).is_ready() {
+                    ready = true;
+                }
+                if let Some(p) = pause_end.as_mut() {
+                    if p.as_mut().poll(cx).is_ready() {
+                        ready = true;
+                    }
+                }
                 // Idle as Redis's `timeout`: nothing read from or written to
                 // the client for that long, no request of its own in flight,
                 // and not a pub/sub or MONITOR client.
                 if idle.is_some()
                     && pending == 0
                     && !self.streaming
+                    // A client held by CLIENT PAUSE is blocked, not idle.
+                    && !self.paused
                     && idle_sleep.as_mut().poll(cx).is_ready()
                 {
                     timed_out = true;
@@ -550,14 +587,14 @@ impl Session {
         let idle = self.queue.is_empty() && !self.queue.over_limit();
         if let Some(p) = self.pinned.take() {
             if p.clean() && idle {
-                self.ctx.pinned.release(p.conn, p.db, p.proto);
+                self.give_back(p);
             } else {
                 p.conn.close();
             }
         }
-        for p in self.retired.drain(..) {
+        for p in std::mem::take(&mut self.retired) {
             if idle {
-                self.ctx.pinned.release(p.conn, p.db, p.proto);
+                self.give_back(p);
             } else {
                 p.conn.close();
             }
@@ -696,7 +733,11 @@ impl Session {
             match parser.parse(&rbuf) {
                 Ok(Parsed::Frame { len }) => {
                     let req = Req::new(&rbuf[..len], parser.spans());
-                    let flow = self.handle_counted(&req, &mut alloc);
+                    if self.held_by_pause(&req) {
+                        self.paused = true;
+                        break;
+                    }
+                    let flow = self.handle_request(&req, &mut alloc);
                     if self.after_request(flow, &mut rbuf, len, &mut n_cmds) {
                         break;
                     }
@@ -710,7 +751,11 @@ impl Session {
                         break;
                     };
                     let req = Req::new(&raw, p.spans());
-                    let flow = self.handle_counted(&req, &mut alloc);
+                    if self.held_by_pause(&req) {
+                        self.paused = true;
+                        break;
+                    }
+                    let flow = self.handle_request(&req, &mut alloc);
                     if self.after_request(flow, &mut rbuf, len, &mut n_cmds) {
                         break;
                     }
@@ -1048,8 +1093,13 @@ impl Session {
         self.note_streaming(req.arg(0), alloc);
         let conn = match &mut self.pinned {
             Some(p) => {
+                let entering = !p.passthrough;
                 p.passthrough = true;
-                p.conn.clone()
+                let conn = p.conn.clone();
+                if entering && self.st.reply.active() {
+                    self.passthrough_reply_mode(&conn, alloc);
+                }
+                conn
             }
             None => return Flow::Next,
         };
@@ -1131,6 +1181,7 @@ impl Session {
             &self.ctx.metrics.pinned_acquired,
             u64::from(!conn.is_refused()),
         );
+        self.st.meta.ctl.set_pinned(&conn);
         self.pinned = Some(Pinned {
             conn,
             db,
@@ -1153,6 +1204,17 @@ impl Session {
         Some(self.reply_error(alloc, crate::upstream::MAX_CLIENTS_REACHED))
     }
 
+    /// Give a clean pinned connection back to the pool, or close it when
+    /// another session may still name it (`CLIENT UNBLOCK`/`KILL` in
+    /// progress) or the client was killed.
+    fn give_back(&mut self, p: Pinned) {
+        if self.st.meta.ctl.may_release(&p.conn) {
+            self.ctx.pinned.release(p.conn, p.db, p.proto);
+        } else {
+            p.conn.close();
+        }
+    }
+
     /// Give a clean pinned connection back once nothing is in flight on it.
     fn release_pinned_if_clean(&mut self, queue_empty: bool) {
         if queue_empty && self.pinned.as_ref().is_some_and(|p| p.clean()) {
@@ -1160,7 +1222,7 @@ impl Session {
                 if self.last_conn.as_ref().is_some_and(|c| c.same(&p.conn)) {
                     self.last_conn = None;
                 }
-                self.ctx.pinned.release(p.conn, p.db, p.proto);
+                self.give_back(p);
             }
         }
     }
@@ -1345,6 +1407,11 @@ impl Session {
 
     fn local(&mut self, l: Local, req: &Req, alloc: &mut Alloc) -> Flow {
         Metrics::add(&self.ctx.metrics.commands_local, 1);
+        if l == Local::Client {
+            if let Some(flow) = self.client_control(req, alloc) {
+                return flow;
+            }
+        }
         let mut out = std::mem::take(&mut self.scratch);
         let effect = local::run(&self.ctx, &mut self.st, l, req, &mut out);
         if matches!(l, Local::Auth | Local::Hello | Local::Reset) {
