@@ -9,9 +9,10 @@
 # curl, python3), starts dockerd when no engine answers (and stops it again at
 # the end), makes the base images locally when no registry has them
 # (docker/stand-in-images.sh), then checks, failing on the first miss:
-#   build    cold build time; a source-only change rebuilds from the cached
-#            dependency layer in under half that time (when the first build
-#            was cold)
+#   build    a source-only change rebuilds from the cached dependency layer
+#            and recompiles respite only; both build times and their ratio
+#            are printed as measurements (timings are not asserted: they
+#            depend on the machine's load and on the crate mirror's speed)
 #   image    --check on the shipped config; health becomes healthy; uid/gid
 #            10001; PING/SET/GET; a 4 KB value stored compressed; TAGSET /
 #            TAGINVAL; PROXY INFO; /ready and /metrics; no escape codes in
@@ -203,8 +204,7 @@ if [ "${SKIP_REBUILD_CHECK:-0}" != 1 ]; then
   grep -q 'Compiling respite' "$WORK/rebuild.log" || fail "a source-only change did not recompile respite"
   measured "image rebuild after a source-only change: ${rebuild_secs} s (dependency layer cached)"
   if [ -n "$cold" ]; then
-    awk -v r="$rebuild_secs" -v c="$build_secs" 'BEGIN { exit !(r < c / 2) }' \
-      || fail "source-only rebuild ${rebuild_secs} s is not under half the cold build ${build_secs} s"
+    measured "rebuild / cold build: $(awk -v r="$rebuild_secs" -v c="$build_secs" 'BEGIN { printf "%.2f", r / c }')"
   fi
 fi
 
