@@ -114,13 +114,13 @@ impl Error {
         }
     }
 
-    /// A node found down, `line` as its connection words it
-    /// (`ERR upstream ... unavailable: ...`); nothing was sent.
-    pub fn down(line: &str) -> Error {
+    /// Refused by a limit of respite's own (`upstream.max_pinned_connections`),
+    /// `line` in Redis's words; it may pass once connections free up.
+    pub fn refused(line: impl Into<Cow<'static, str>>) -> Error {
         Error {
-            side: Side::Upstream,
+            side: Side::Internal,
             retry: true,
-            what: What::Line(Cow::Owned(line.to_string())),
+            what: What::Line(line.into()),
         }
     }
 

@@ -237,7 +237,6 @@ impl Sentinel {
                         &[cmd],
                     )
                     .await
-                    .map_err(Error::io)
                     .and_then(|mut replies| parse_master(&replies.pop().unwrap_or_default()))
                 })
             })
@@ -368,9 +367,7 @@ fn parse_master(reply: &[u8]) -> Result<Report, Error> {
 /// Whether `addr` answers `ROLE` as a primary.
 async fn role(config: &Config, addr: &str) -> Result<bool, Error> {
     let cmd: &[&[u8]] = &[b"ROLE"];
-    let mut r = oneshot::request(config, addr, &[cmd])
-        .await
-        .map_err(Error::io)?;
+    let mut r = oneshot::request(config, addr, &[cmd]).await?;
     let v = Value::decode_exact(&r.pop().unwrap_or_default())
         .map_err(|e| Error::bad_reply(e.to_string()))?;
     match &v {

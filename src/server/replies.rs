@@ -291,6 +291,9 @@ pub struct ReplyQueue {
     inner: Mutex<Inner>,
     /// Bytes the session took out and has not written to its client yet.
     unwritten: AtomicUsize,
+    /// An upstream node failed a request of this queue (see
+    /// [`ReplyQueue::deliver_failure`]).
+    upstream_failed: std::sync::atomic::AtomicBool,
 }
 
 /// A redirected request the session must send again.
@@ -570,6 +573,26 @@ impl ReplyQueue {
 
     /// Fill slot `seq` (or one of its parts) and wake the session when the
     /// front became writable. A reply for a slot that no longer exists is dropped.
+    /// [`ReplyQueue::deliver`] the error reply of a node that failed
+    /// (unreachable, connection lost); the session learns that one did from
+    /// [`ReplyQueue::take_upstream_failure`], not from the reply's text.
+    pub fn deliver_failure(&self, seq: u64, part: u32, reply: Bytes) {
+        self.note_upstream_failure();
+        self.deliver(seq, part, reply);
+    }
+
+    /// A node this queue's session uses failed.
+    pub fn note_upstream_failure(&self) {
+        self.upstream_failed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a node failed a request of this queue since the last call.
+    pub fn take_upstream_failure(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.upstream_failed.load(Relaxed) && self.upstream_failed.swap(false, Relaxed)
+    }
+
     pub fn deliver(&self, seq: u64, part: u32, reply: Bytes) {
         if seq == DISCARD {
             return;

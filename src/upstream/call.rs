@@ -31,8 +31,7 @@ pub async fn call(conn: &Conn, requests: &[Bytes]) -> Result<Vec<Bytes>, Error> 
             });
         }
     }
-    conn.submit(&mut buf, &mut targets)
-        .map_err(|line| Error::down(&line))?;
+    conn.submit(&mut buf, &mut targets)?;
     let mut replies = Vec::with_capacity(requests.len());
     poll_fn(|cx| {
         queue.drain(cx.waker(), |b, _| replies.push(b));

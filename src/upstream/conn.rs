@@ -17,6 +17,7 @@
 //! another connection of the node (see `NodeConns::choose`).
 
 use super::control::Control;
+use crate::error::Error;
 use crate::net;
 use crate::net::Stream;
 use crate::protocol::{encode, Proto, ReplyScanner};
@@ -321,15 +322,15 @@ impl Conn {
     }
 
     /// Queue `buf` (raw requests) and their `targets` for writing; both are
-    /// left empty for reuse. Fails at once, returning the error reply text, when
-    /// the node is known to be down: requests never wait on a dead node. A
-    /// [retired](Conn::retired) connection leaves both untouched.
-    pub fn submit(&self, buf: &mut BytesMut, targets: &mut Vec<Target>) -> Result<(), Arc<str>> {
+    /// left empty for reuse. Fails at once when the node is known to be
+    /// down: requests never wait on a dead node. A [retired](Conn::retired)
+    /// connection leaves both untouched.
+    pub fn submit(&self, buf: &mut BytesMut, targets: &mut Vec<Target>) -> Result<(), Error> {
         let wake = {
             let mut ob = self.shared.outbox.lock();
             // Set under this lock (see `try_retire`), so nothing is queued after it.
             if self.shared.avoid.load(Ordering::Relaxed) & RETIRED != 0 {
-                return Err(unavailable(&self.shared.addr, "connection retired").into());
+                return Err(Error::unavailable(&self.shared.addr, "connection retired"));
             }
             let state = self.shared.state.load(Ordering::Acquire);
             if state >= ConnState::Down as u8 {
@@ -355,13 +356,13 @@ impl Conn {
         Ok(())
     }
 
-    /// The error reply text for requests this node cannot serve now.
-    pub fn unavailable(&self) -> Arc<str> {
+    /// The error for requests this node cannot serve now.
+    pub fn unavailable(&self) -> Error {
         let why = self.shared.last_error.lock().clone();
         if self.shared.refused {
-            return why.unwrap_or_default();
+            return Error::refused(why.as_deref().unwrap_or_default().to_string());
         }
-        unavailable(&self.shared.addr, why.as_deref().unwrap_or("not connected")).into()
+        Error::unavailable(&self.shared.addr, why.as_deref().unwrap_or("not connected"))
     }
 
     /// Point unsolicited frames at a new owner (pinned connections change hands).
@@ -412,16 +413,14 @@ fn tell_owner(shared: &Shared, why: &str, with_error: bool) {
         return;
     }
     if let Some(owner) = shared.owner.lock().take() {
-        let mut e = BytesMut::new();
-        if with_error {
-            encode::error(&mut e, &unavailable(&shared.addr, why));
-        }
-        owner.push_close(e.freeze());
+        let e = if with_error {
+            owner.note_upstream_failure();
+            Error::unavailable(&shared.addr, why).reply_bytes()
+        } else {
+            Bytes::new()
+        };
+        owner.push_close(e);
     }
-}
-
-pub fn unavailable(addr: &str, why: &str) -> String {
-    format!("ERR upstream {addr} unavailable: {why}")
 }
 
 async fn run(shared: Arc<Shared>, opts: ConnOptions) {
@@ -526,7 +525,7 @@ fn answer_queued(shared: &Shared, reply: &Bytes) {
 /// Mark the node down and answer every request it holds with an error.
 /// Returns how many requests failed.
 fn fail_all(shared: &Shared, reason: &str, inflight: VecDeque<Target>, state: ConnState) -> usize {
-    let msg = unavailable(&shared.addr, reason);
+    let e = Error::unavailable(&shared.addr, reason).reply_bytes();
     *shared.last_error.lock() = Some(reason.into());
     shared.avoid.fetch_and(!STALLED, Ordering::Relaxed);
     let queued = {
@@ -535,13 +534,10 @@ fn fail_all(shared: &Shared, reason: &str, inflight: VecDeque<Target>, state: Co
         ob.buf.clear();
         std::mem::take(&mut ob.targets)
     };
-    let mut e = BytesMut::new();
-    encode::error(&mut e, &msg);
-    let e = e.freeze();
     let n = (inflight.len() + queued.len()) as u64;
     shared.answered.fetch_add(n, Ordering::Relaxed);
     for t in inflight.into_iter().chain(queued) {
-        t.queue.deliver(t.seq, t.part, e.clone());
+        t.queue.deliver_failure(t.seq, t.part, e.clone());
     }
     n as usize
 }
@@ -785,7 +781,8 @@ async fn io_loop(
                         }
                     }
                     if let Err(e) = r {
-                        return e;
+                        // The reason the connection is failed with.
+                        return e.to_string();
                     }
                     // A node streaming without a pause (pub/sub, a large
                     // reply) must not keep the sessions of this worker from
@@ -903,14 +900,14 @@ fn dispatch(
     scanner: &mut ReplyScanner,
     rbuf: &mut BytesMut,
     inflight: &mut VecDeque<Target>,
-) -> Result<(), String> {
-    while let Some(len) = scanner.scan(rbuf).map_err(|e| e.to_string())? {
+) -> Result<(), Error> {
+    while let Some(len) = scanner.scan(rbuf).map_err(Error::io)? {
         let frame: Bytes = rbuf.split_to(len).freeze();
         if frame[0] == b'>' {
             // RESP3 push: never the answer to a request.
             if let Some(owner) = &*shared.owner.lock() {
                 if !owner.push_stream(frame) {
-                    return Err(owner_gone(shared));
+                    return Err(Error::io(owner_gone(shared)));
                 }
             }
             continue;
@@ -920,10 +917,10 @@ fn dispatch(
             None => match &*shared.owner.lock() {
                 Some(owner) => {
                     if !owner.push_stream(frame) {
-                        return Err(owner_gone(shared));
+                        return Err(Error::io(owner_gone(shared)));
                     }
                 }
-                None => return Err("reply with no request (protocol out of sync)".to_string()),
+                None => return Err(Error::io("reply with no request (protocol out of sync)")),
             },
         }
     }

@@ -24,6 +24,7 @@
 
 use super::conn::{self, ConnOptions, ConnectError};
 use crate::config::Config;
+use crate::error::Error;
 use crate::net;
 use crate::net::Stream;
 use crate::protocol::{Proto, ReplyScanner};
@@ -70,7 +71,7 @@ pub struct Outcome {
 #[derive(Debug)]
 enum Job {
     Probe,
-    Call(Bytes, oneshot::Sender<Result<Bytes, String>>),
+    Call(Bytes, oneshot::Sender<Result<Bytes, Error>>),
 }
 
 /// Why an exchange on the control connection failed.
@@ -153,14 +154,17 @@ impl Control {
         *jobs = Some(tx);
     }
 
-    fn send(&self, job: Job) -> Result<(), String> {
+    fn send(&self, job: Job) -> Result<(), &'static str> {
         self.start();
         match self.jobs.lock().as_ref() {
-            Some(tx) => tx
-                .send(job)
-                .map_err(|_| "control connection task ended".to_string()),
-            None => Err("no runtime for the control connection".to_string()),
+            Some(tx) => tx.send(job).map_err(|_| "control connection task ended"),
+            None => Err("no runtime for the control connection"),
         }
+    }
+
+    /// The node is unreachable on the control connection, for `why`.
+    fn unavailable(&self, why: &str) -> Error {
+        Error::unavailable(&self.opts.addr, why)
     }
 
     /// Whether the node answers: joins the probe queued or running, else
@@ -191,30 +195,31 @@ impl Control {
     }
 
     /// Send one command on the control connection and return its reply as
-    /// Redis sent it. `Err` is the reason the node could not be reached (or
-    /// did not answer within `probe_timeout`).
-    pub async fn call(&self, request: Bytes) -> Result<Bytes, String> {
+    /// Redis sent it. `Err` when the node could not be reached (or did not
+    /// answer within `probe_timeout`).
+    pub async fn call(&self, request: Bytes) -> Result<Bytes, Error> {
         let (tx, rx) = oneshot::channel();
-        self.send(Job::Call(request, tx))?;
+        self.send(Job::Call(request, tx))
+            .map_err(|why| self.unavailable(why))?;
         rx.await
-            .unwrap_or_else(|_| Err("control connection task ended".to_string()))
+            .unwrap_or_else(|_| Err(self.unavailable("control connection task ended")))
     }
 
     /// `SHUTDOWN` on a connection of its own: `Ok(Some(reply))` when Redis
     /// answered (an error, or `+OK` to `SHUTDOWN ABORT`), `Ok(None)` when it
     /// closed the connection without a reply (it is shutting down). No time
     /// limit once sent: Redis may wait for replicas or save first.
-    pub async fn shutdown(&self, request: Bytes) -> Result<Option<Bytes>, String> {
+    pub async fn shutdown(&self, request: Bytes) -> Result<Option<Bytes>, Error> {
         let stream =
             match tokio::time::timeout(self.opts.connect_timeout, conn::open(&self.opts)).await {
                 Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(e.reason()),
-                Err(_) => return Err("connect timed out".to_string()),
+                Ok(Err(e)) => return Err(self.unavailable(&e.reason())),
+                Err(_) => return Err(self.unavailable("connect timed out")),
             };
         match roundtrip(&stream, &request).await {
             Ok(reply) => Ok(Some(reply)),
             Err(Closed::Eof) => Ok(None),
-            Err(Closed::Error(e)) => Err(e),
+            Err(Closed::Error(e)) => Err(self.unavailable(&e)),
         }
     }
 }
@@ -252,7 +257,9 @@ async fn run(
             Job::Call(request, reply) => {
                 let r = match exchange(&mut link, &opts, probe_timeout, &request).await {
                     Ok(b) => Ok(b),
-                    Err(Failed::Answered(e) | Failed::Down(e)) => Err(e),
+                    Err(Failed::Answered(e) | Failed::Down(e)) => {
+                        Err(Error::unavailable(&opts.addr, &e))
+                    }
                 };
                 let _ = reply.send(r);
             }

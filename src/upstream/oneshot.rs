@@ -2,6 +2,7 @@
 //! command table): connect, authenticate, send, read the replies, close.
 
 use crate::config::Config;
+use crate::error::Error;
 use crate::net;
 use crate::protocol::{encode, ReplyScanner};
 use bytes::{Bytes, BytesMut};
@@ -12,7 +13,7 @@ pub async fn request(
     config: &Config,
     addr: &str,
     commands: &[&[&[u8]]],
-) -> Result<Vec<Bytes>, String> {
+) -> Result<Vec<Bytes>, Error> {
     let u = &config.upstream;
     request_as(
         config,
@@ -32,10 +33,12 @@ pub async fn request_as(
     username: Option<&str>,
     password: Option<&str>,
     commands: &[&[&[u8]]],
-) -> Result<Vec<Bytes>, String> {
+) -> Result<Vec<Bytes>, Error> {
     let u = &config.upstream;
     let fut = async {
-        let stream = net::connect(addr, u.tls.as_ref()).await?;
+        let stream = net::connect(addr, u.tls.as_ref())
+            .await
+            .map_err(Error::io)?;
         let mut out = BytesMut::new();
         let mut skip = 0;
         if let Some(p) = password {
@@ -52,40 +55,40 @@ pub async fn request_as(
             encode::command(&mut out, c);
         }
         while !out.is_empty() {
-            stream.writable().await.map_err(|e| e.to_string())?;
+            stream.writable().await.map_err(Error::io)?;
             match net::write_buf(&stream, &mut out) {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(Error::io(e)),
             }
         }
         let mut rbuf = BytesMut::with_capacity(16 * 1024);
         let mut scanner = ReplyScanner::new();
         let mut replies = Vec::new();
         while replies.len() < commands.len() + skip {
-            match scanner.scan(&rbuf).map_err(|e| e.to_string())? {
+            match scanner.scan(&rbuf).map_err(Error::io)? {
                 Some(len) => replies.push(rbuf.split_to(len).freeze()),
                 None => {
-                    stream.readable().await.map_err(|e| e.to_string())?;
+                    stream.readable().await.map_err(Error::io)?;
                     match net::read_buf(&stream, &mut rbuf) {
-                        Ok(0) => return Err("connection closed".to_string()),
+                        Ok(0) => return Err(Error::io("connection closed")),
                         Ok(_) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e.to_string()),
+                        Err(e) => return Err(Error::io(e)),
                     }
                 }
             }
         }
         if skip == 1 && replies[0].first() == Some(&b'-') {
-            return Err(format!(
+            return Err(Error::reply(format!(
                 "AUTH refused: {}",
                 String::from_utf8_lossy(&replies[0]).trim_end()
-            ));
+            )));
         }
         Ok(replies.split_off(skip))
     };
     match tokio::time::timeout(u.connect_timeout + u.command_timeout, fut).await {
         Ok(r) => r,
-        Err(_) => Err("timed out".to_string()),
+        Err(_) => Err(Error::io("timed out")),
     }
 }

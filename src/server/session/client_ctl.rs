@@ -201,7 +201,6 @@ impl Session {
         alloc: &mut Alloc,
     ) -> Flow {
         let control = crate::upstream::control::of(&self.ctx.config, conn.addr());
-        let addr = conn.addr().clone();
         let queue = self.queue.clone();
         let seq = alloc.pending();
         tokio::spawn(async move {
@@ -210,11 +209,7 @@ impl Session {
             let out = match (answer, reply) {
                 (Ok(_), Some(mine)) => mine,
                 (Ok(theirs), None) => theirs,
-                (Err(why), _) => {
-                    let mut b = BytesMut::new();
-                    encode::error(&mut b, &crate::upstream::conn::unavailable(&addr, &why));
-                    b.freeze()
-                }
+                (Err(e), _) => e.reply_bytes(),
             };
             queue.deliver(seq, WHOLE, out);
         });

@@ -349,8 +349,9 @@ impl Session {
                     }
                     if b.first() == Some(&b'-') {
                         errors += 1;
-                        // READONLY: the node we write to was demoted.
-                        if b.starts_with(b"-ERR upstream ") || b.starts_with(b"-READONLY") {
+                        // READONLY (Redis's words): the node we write to
+                        // was demoted.
+                        if b.starts_with(b"-READONLY") {
                             upstream_failed = true;
                         }
                     }
@@ -371,7 +372,7 @@ impl Session {
             }
             let (pending, close) = (drained.remaining, drained.close);
             self.wbuf_peak = self.wbuf_peak.max(self.wbuf.len());
-            if upstream_failed {
+            if upstream_failed || self.queue.take_upstream_failure() {
                 if let Some(t) = &self.cluster {
                     t.request_refresh();
                 }
@@ -959,16 +960,11 @@ impl Session {
             // No node (sentinel mode, no primary known): fails with the reason.
             return self.forward(req, alloc);
         };
-        let addr = node.addr().clone();
         let request = Bytes::copy_from_slice(req.raw);
         let queue = self.queue.clone();
         let seq = alloc.pending();
         tokio::spawn(async move {
-            let failed = |why: String| {
-                let mut b = BytesMut::new();
-                encode::error(&mut b, &crate::upstream::conn::unavailable(&addr, &why));
-                b.freeze()
-            };
+            let failed = |e: crate::error::Error| e.reply_bytes();
             let reply = match oob {
                 Oob::Kill => control.call(request).await.unwrap_or_else(failed),
                 Oob::Shutdown => match control.shutdown(request).await {
@@ -1284,11 +1280,10 @@ impl Session {
                     tokio::time::sleep(delay).await;
                     let mut buf = BytesMut::from(&r.request[..]);
                     let mut targets = vec![target];
-                    if let Err(msg) = conn.submit(&mut buf, &mut targets) {
-                        let mut b = BytesMut::new();
-                        encode::error(&mut b, &msg);
+                    if let Err(e) = conn.submit(&mut buf, &mut targets) {
+                        let b = e.reply_bytes();
                         for t in targets {
-                            t.queue.deliver(t.seq, t.part, b.clone().freeze());
+                            t.queue.deliver(t.seq, t.part, b.clone());
                         }
                     }
                 });
@@ -1377,14 +1372,12 @@ impl Session {
                     batch.conn = c;
                     submitted = batch.conn.submit(&mut batch.buf, &mut batch.targets);
                 }
-                if let Err(msg) = submitted {
+                if let Err(e) = submitted {
                     if let Some(t) = &self.cluster {
                         // A node is down: its replica may be taking over.
                         t.request_refresh();
                     }
-                    let mut b = BytesMut::new();
-                    encode::error(&mut b, &msg);
-                    let b = b.freeze();
+                    let b = e.reply_bytes();
                     for t in batch.targets.drain(..) {
                         alloc.fill(t.seq, t.part, b.clone());
                     }

@@ -286,11 +286,11 @@ impl Session {
             seq: pseq,
             part: WHOLE,
         }];
-        if let Err(msg) = conn.submit(&mut buf, &mut targets) {
+        if let Err(e) = conn.submit(&mut buf, &mut targets) {
             if let Some(t) = &self.cluster {
                 t.request_refresh();
             }
-            alloc.fill(seq, WHOLE, Error::down(&msg).reply_bytes());
+            alloc.fill(seq, WHOLE, e.reply_bytes());
             return Flow::Next;
         }
         self.last_conn = Some(conn);
