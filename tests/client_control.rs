@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -514,4 +515,99 @@ fn client_pause_holds_matching_commands_of_every_worker() {
         at >= Duration::from_millis(350),
         "GET answered after {at:?}"
     );
+}
+
+/// Acceptance 6 for the idle timeout (`limits.idle_timeout_secs`): respite
+/// never closes a client for idleness while its blocking command waits (as
+/// Redis exempts blocked clients from `timeout`), so an item pushed after
+/// the idle timeout reaches it; a client whose blocking command timed out
+/// and that is then closed for idleness leaves the item pushed afterwards in
+/// the list.
+#[test]
+fn idle_timeout_never_costs_an_item() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.toml");
+    std::fs::write(&path, "[limits]\nidle_timeout_secs = 1\n").unwrap();
+    let mut args = Proxy::default_args(&redis.addr());
+    args.extend(["--config".to_string(), path.display().to_string()]);
+    let proxy = Proxy::start_args(args);
+    let port = proxy.port();
+    type Case = (
+        &'static [&'static str],
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+    let cases: [(&str, Case); 3] = [
+        (
+            "l1",
+            (&["BRPOP", "l1"], &["LPUSH", "l1", "i"], &["LLEN", "l1"]),
+        ),
+        (
+            "l2",
+            (
+                &["BLMOVE", "l2", "dst2", "LEFT", "RIGHT"],
+                &["LPUSH", "l2", "i"],
+                &["LLEN", "l2"],
+            ),
+        ),
+        (
+            "z3",
+            (
+                &["BZPOPMIN", "z3"],
+                &["ZADD", "z3", "1", "m"],
+                &["ZCARD", "z3"],
+            ),
+        ),
+    ];
+    let mut threads = Vec::new();
+    for (key, (block, push, count)) in cases {
+        let rport = redis.port();
+        // Blocked past the idle timeout: served, not closed.
+        threads.push(thread::spawn(move || {
+            let mut c = RawConn::connect(port);
+            let mut r = RawConn::connect(rport);
+            let cmd: Vec<&str> = block.iter().copied().chain(["0"]).collect();
+            c.send(&encode_str(&cmd));
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(1800) {
+                assert!(c.read_reply_within(Duration::from_millis(100)).is_none());
+            }
+            assert!(!r.cmd_str(push).starts_with(b"-"));
+            let got = c.read_reply();
+            assert!(
+                got.starts_with(b"*") || got.starts_with(b"$"),
+                "{key}: {}",
+                escape(&got)
+            );
+            assert_reply(&r.cmd_str(count), b":0\r\n");
+            assert_reply(&c.cmd_str(&["PING"]), b"+PONG\r\n");
+        }));
+        // Timed out, then closed for idleness: the item pushed after stays.
+        threads.push(thread::spawn(move || {
+            let key2 = format!("{key}-b");
+            let mut c = RawConn::connect(port);
+            let mut r = RawConn::connect(rport);
+            let mut cmd: Vec<String> = block.iter().map(|s| s.to_string()).collect();
+            cmd[1] = key2.clone();
+            if cmd[0] == "BLMOVE" {
+                cmd[2] = format!("{key2}-dst");
+            }
+            cmd.push("0.2".to_string());
+            let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+            let nil = c.cmd_str(&cmd);
+            assert!(nil == b"*-1\r\n" || nil == b"$-1\r\n", "{}", escape(&nil));
+            let (rest, closed) = c.drain(Duration::from_secs(5));
+            assert!(rest.is_empty() && closed, "{key}: idle client not closed");
+            let mut push: Vec<String> = push.iter().map(|s| s.to_string()).collect();
+            push[1] = key2.clone();
+            let push: Vec<&str> = push.iter().map(String::as_str).collect();
+            r.cmd_str(&push);
+            let count = [count[0], key2.as_str()];
+            assert_reply(&r.cmd_str(&count), b":1\r\n");
+        }));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
 }
