@@ -611,3 +611,46 @@ fn idle_timeout_never_costs_an_item() {
         t.join().unwrap();
     }
 }
+
+/// `CLIENT TRACKING on REDIRECT id` with respite's id of a second client
+/// subscribed to `__redis__:invalidate` (acceptance 8): the invalidation
+/// reaches that client with Redis's bytes; `CLIENT GETREDIR` names it.
+fn tracking_redirect_script(port: u16, writer: u16) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut w = RawConn::connect(writer);
+    w.cmd_str(&["DEL", "tracked"]);
+    let mut b = RawConn::connect(port);
+    let bid = id(&mut b);
+    out.push(b.cmd_str(&["SUBSCRIBE", "__redis__:invalidate"]));
+    let mut a = RawConn::connect(port);
+    out.push(a.cmd_str(&["CLIENT", "TRACKING", "on", "REDIRECT", &bid]));
+    let getredir = a.cmd_str(&["CLIENT", "GETREDIR"]);
+    assert_reply(&getredir, format!(":{bid}\r\n").as_bytes());
+    out.push(a.cmd_str(&["GET", "tracked"]));
+    out.push(w.cmd_str(&["SET", "tracked", "v"]));
+    out.push(b.read_reply());
+    // Tracking off again.
+    out.push(a.cmd_str(&["CLIENT", "TRACKING", "off"]));
+    out.push(a.cmd_str(&["CLIENT", "GETREDIR"]));
+    // Ids that name no client, and not a number.
+    out.push(a.cmd_str(&["CLIENT", "TRACKING", "on", "REDIRECT", "999999"]));
+    out.push(a.cmd_str(&["CLIENT", "TRACKING", "on", "REDIRECT", "x"]));
+    out
+}
+
+#[test]
+fn tracking_redirect_to_a_respite_client_delivers_invalidations() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&redis);
+    let direct = tracking_redirect_script(redis.port(), redis.port());
+    let through = tracking_redirect_script(proxy.port(), redis.port());
+    assert_eq!(direct.len(), through.len());
+    for (i, (d, t)) in direct.iter().zip(&through).enumerate() {
+        assert!(
+            d == t,
+            "reply {i}\n  respite: {}\n  redis:   {}",
+            escape(t),
+            escape(d)
+        );
+    }
+}
