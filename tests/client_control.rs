@@ -654,3 +654,167 @@ fn tracking_redirect_to_a_respite_client_delivers_invalidations() {
         );
     }
 }
+
+mod prop {
+    //! Acceptance 9: random pipelines mixing normal commands, `CLIENT
+    //! REPLY` toggles, blocking commands with short timeouts and `CLIENT
+    //! UNBLOCK` give the same byte stream through respite as from Redis.
+
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Cmd(Vec<String>),
+        Reply(&'static str),
+        Multi(Vec<Vec<String>>),
+    }
+
+    #[derive(Debug, Clone)]
+    struct Batch {
+        steps: Vec<Step>,
+        /// Ends with a command blocked until `CLIENT UNBLOCK ... reason`.
+        block: Option<(usize, &'static str)>,
+    }
+
+    fn words(s: &str) -> Vec<String> {
+        s.split(' ').map(str::to_string).collect()
+    }
+
+    fn command() -> impl Strategy<Value = Vec<String>> {
+        (0..17usize, 0..3usize, 0..100u32).prop_map(|(kind, k, n)| {
+            words(&match kind {
+                0 => format!("SET k{k} v{n}"),
+                1 => format!("GET k{k}"),
+                2 => format!("INCR n{k}"),
+                3 => format!("LPUSH l{k} x{n}"),
+                4 => format!("RPOP l{k}"),
+                5 => format!("DEL k{k} l{k}"),
+                6 => format!("HSET h{k} f v{n}"),
+                7 => format!("LPUSH k{k} x"),
+                8 => "NOSUCHCMD a".to_string(),
+                9 => format!("BLPOP l{k} 0.01"),
+                10 => format!("ZADD z{k} {n} m{n}"),
+                11 => format!("BZPOPMIN z{k} 0.01"),
+                12 => format!("XADD s{k} {} f v", n + 1),
+                13 => format!("XREAD BLOCK 10 STREAMS s{k} $"),
+                14 => format!("ECHO e{n}"),
+                15 => "PING".to_string(),
+                _ => format!("BLMOVE l{k} l{} LEFT RIGHT 0.01", (k + 1) % 3),
+            })
+        })
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => command().prop_map(Step::Cmd),
+            3 => prop_oneof![Just("ON"), Just("OFF"), Just("SKIP")].prop_map(Step::Reply),
+            1 => proptest::collection::vec(command(), 0..3).prop_map(Step::Multi),
+        ]
+    }
+
+    fn batch() -> impl Strategy<Value = Batch> {
+        (
+            proptest::collection::vec(step(), 1..8),
+            proptest::option::weighted(
+                0.4,
+                (0..4usize, prop_oneof![Just("TIMEOUT"), Just("ERROR")]),
+            ),
+        )
+            .prop_map(|(steps, block)| Batch { steps, block })
+    }
+
+    const BLOCKING: [&str; 4] = [
+        "BLPOP never 0",
+        "BLMOVE never never2 LEFT RIGHT 0",
+        "BZPOPMIN neverz 0",
+        "XREAD BLOCK 0 STREAMS nevers $",
+    ];
+
+    /// What client A and client B receive, batch by batch.
+    fn run(redis: &RedisServer, port: u16, batches: &[Batch]) -> Vec<Vec<u8>> {
+        let mut r = redis.conn();
+        r.cmd_str(&["FLUSHALL"]);
+        let mut a = RawConn::connect(port);
+        let mut b = RawConn::connect(port);
+        let aid = id(&mut a);
+        let mut out = Vec::new();
+        for (i, batch) in batches.iter().enumerate() {
+            let mut bytes = Vec::new();
+            let mut push = |args: &[String]| {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                bytes.extend_from_slice(&encode_str(&args));
+            };
+            for s in &batch.steps {
+                match s {
+                    Step::Cmd(c) => push(c),
+                    Step::Reply(m) => push(&words(&format!("CLIENT REPLY {m}"))),
+                    Step::Multi(cmds) => {
+                        push(&words("MULTI"));
+                        for c in cmds {
+                            push(c);
+                        }
+                        push(&words("EXEC"));
+                    }
+                }
+            }
+            if let Some((which, _)) = batch.block {
+                push(&words(BLOCKING[which]));
+            }
+            let marker = format!("end{i}");
+            push(&words("CLIENT REPLY ON"));
+            push(&words(&format!("ECHO {marker}")));
+            a.send(&bytes);
+            if let Some((_, reason)) = batch.block {
+                // Blocked in the last command (no timeout), not in one of
+                // the short-timeout ones before it.
+                wait_until("blocked without timeout", Duration::from_secs(10), || {
+                    let info = r.cmd_str(&["INFO", "clients"]);
+                    info_field(&info, "blocked_clients") == Some(1)
+                        && info_field(&info, "clients_in_timeout_table") == Some(0)
+                });
+                out.push(b.cmd_str(&["CLIENT", "UNBLOCK", &aid, reason]));
+            }
+            let until = bulk(&marker);
+            let mut got = Vec::new();
+            loop {
+                let f = a.read_reply();
+                got.extend_from_slice(&f);
+                if f == until {
+                    break;
+                }
+            }
+            out.push(got);
+        }
+        out
+    }
+
+    #[test]
+    fn random_pipelines_with_reply_modes_and_unblock_match_redis() {
+        let redis = RedisServer::start();
+        let proxy = Proxy::start(&redis);
+        let mut runner = TestRunner::new(Config {
+            cases: 40,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let strategy = proptest::collection::vec(batch(), 1..5);
+        let result = runner.run(&strategy, |batches| {
+            let direct = run(&redis, redis.port(), &batches);
+            let through = run(&redis, proxy.port(), &batches);
+            for (i, (d, t)) in direct.iter().zip(&through).enumerate() {
+                prop_assert!(
+                    d == t,
+                    "reply {i}\n  respite: {}\n  redis:   {}",
+                    escape(t),
+                    escape(d)
+                );
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+    }
+}
