@@ -99,7 +99,7 @@ fn help_getredir_trackinginfo_match_redis() {
 }
 
 #[test]
-fn tracking_redirect_to_a_respite_id_is_refused_clearly() {
+fn tracking_redirect_to_a_client_without_a_subscription_is_refused_clearly() {
     let redis = RedisServer::start();
     let proxy = Proxy::start(&redis);
     let mut target = proxy.conn();
@@ -107,7 +107,8 @@ fn tracking_redirect_to_a_respite_id_is_refused_clearly() {
     let mut c = proxy.conn();
     let r = c.cmd_str(&["CLIENT", "TRACKING", "on", "REDIRECT", &tid]);
     assert!(
-        r.starts_with(b"-ERR CLIENT TRACKING REDIRECT is not supported by respite"),
+        r.starts_with(b"-ERR CLIENT TRACKING REDIRECT: client ")
+            && r.ends_with(b"(it must SUBSCRIBE __redis__:invalidate through respite first)\r\n"),
         "{}",
         escape(&r)
     );

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -514,4 +515,306 @@ fn client_pause_holds_matching_commands_of_every_worker() {
         at >= Duration::from_millis(350),
         "GET answered after {at:?}"
     );
+}
+
+/// Acceptance 6 for the idle timeout (`limits.idle_timeout_secs`): respite
+/// never closes a client for idleness while its blocking command waits (as
+/// Redis exempts blocked clients from `timeout`), so an item pushed after
+/// the idle timeout reaches it; a client whose blocking command timed out
+/// and that is then closed for idleness leaves the item pushed afterwards in
+/// the list.
+#[test]
+fn idle_timeout_never_costs_an_item() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.toml");
+    std::fs::write(&path, "[limits]\nidle_timeout_secs = 1\n").unwrap();
+    let mut args = Proxy::default_args(&redis.addr());
+    args.extend(["--config".to_string(), path.display().to_string()]);
+    let proxy = Proxy::start_args(args);
+    let port = proxy.port();
+    type Case = (
+        &'static [&'static str],
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+    let cases: [(&str, Case); 3] = [
+        (
+            "l1",
+            (&["BRPOP", "l1"], &["LPUSH", "l1", "i"], &["LLEN", "l1"]),
+        ),
+        (
+            "l2",
+            (
+                &["BLMOVE", "l2", "dst2", "LEFT", "RIGHT"],
+                &["LPUSH", "l2", "i"],
+                &["LLEN", "l2"],
+            ),
+        ),
+        (
+            "z3",
+            (
+                &["BZPOPMIN", "z3"],
+                &["ZADD", "z3", "1", "m"],
+                &["ZCARD", "z3"],
+            ),
+        ),
+    ];
+    let mut threads = Vec::new();
+    for (key, (block, push, count)) in cases {
+        let rport = redis.port();
+        // Blocked past the idle timeout: served, not closed.
+        threads.push(thread::spawn(move || {
+            let mut c = RawConn::connect(port);
+            let mut r = RawConn::connect(rport);
+            let cmd: Vec<&str> = block.iter().copied().chain(["0"]).collect();
+            c.send(&encode_str(&cmd));
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(1800) {
+                assert!(c.read_reply_within(Duration::from_millis(100)).is_none());
+            }
+            assert!(!r.cmd_str(push).starts_with(b"-"));
+            let got = c.read_reply();
+            assert!(
+                got.starts_with(b"*") || got.starts_with(b"$"),
+                "{key}: {}",
+                escape(&got)
+            );
+            assert_reply(&r.cmd_str(count), b":0\r\n");
+            assert_reply(&c.cmd_str(&["PING"]), b"+PONG\r\n");
+        }));
+        // Timed out, then closed for idleness: the item pushed after stays.
+        threads.push(thread::spawn(move || {
+            let key2 = format!("{key}-b");
+            let mut c = RawConn::connect(port);
+            let mut r = RawConn::connect(rport);
+            let mut cmd: Vec<String> = block.iter().map(|s| s.to_string()).collect();
+            cmd[1] = key2.clone();
+            if cmd[0] == "BLMOVE" {
+                cmd[2] = format!("{key2}-dst");
+            }
+            cmd.push("0.2".to_string());
+            let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+            let nil = c.cmd_str(&cmd);
+            assert!(nil == b"*-1\r\n" || nil == b"$-1\r\n", "{}", escape(&nil));
+            let (rest, closed) = c.drain(Duration::from_secs(5));
+            assert!(rest.is_empty() && closed, "{key}: idle client not closed");
+            let mut push: Vec<String> = push.iter().map(|s| s.to_string()).collect();
+            push[1] = key2.clone();
+            let push: Vec<&str> = push.iter().map(String::as_str).collect();
+            r.cmd_str(&push);
+            let count = [count[0], key2.as_str()];
+            assert_reply(&r.cmd_str(&count), b":1\r\n");
+        }));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+/// `CLIENT TRACKING on REDIRECT id` with respite's id of a second client
+/// subscribed to `__redis__:invalidate` (acceptance 8): the invalidation
+/// reaches that client with Redis's bytes; `CLIENT GETREDIR` names it.
+fn tracking_redirect_script(port: u16, writer: u16) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut w = RawConn::connect(writer);
+    w.cmd_str(&["DEL", "tracked"]);
+    let mut b = RawConn::connect(port);
+    let bid = id(&mut b);
+    out.push(b.cmd_str(&["SUBSCRIBE", "__redis__:invalidate"]));
+    let mut a = RawConn::connect(port);
+    out.push(a.cmd_str(&["CLIENT", "TRACKING", "on", "REDIRECT", &bid]));
+    let getredir = a.cmd_str(&["CLIENT", "GETREDIR"]);
+    assert_reply(&getredir, format!(":{bid}\r\n").as_bytes());
+    out.push(a.cmd_str(&["GET", "tracked"]));
+    out.push(w.cmd_str(&["SET", "tracked", "v"]));
+    out.push(b.read_reply());
+    // Tracking off again.
+    out.push(a.cmd_str(&["CLIENT", "TRACKING", "off"]));
+    out.push(a.cmd_str(&["CLIENT", "GETREDIR"]));
+    // Ids that name no client, and not a number.
+    out.push(a.cmd_str(&["CLIENT", "TRACKING", "on", "REDIRECT", "999999"]));
+    out.push(a.cmd_str(&["CLIENT", "TRACKING", "on", "REDIRECT", "x"]));
+    out
+}
+
+#[test]
+fn tracking_redirect_to_a_respite_client_delivers_invalidations() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&redis);
+    let direct = tracking_redirect_script(redis.port(), redis.port());
+    let through = tracking_redirect_script(proxy.port(), redis.port());
+    assert_eq!(direct.len(), through.len());
+    for (i, (d, t)) in direct.iter().zip(&through).enumerate() {
+        assert!(
+            d == t,
+            "reply {i}\n  respite: {}\n  redis:   {}",
+            escape(t),
+            escape(d)
+        );
+    }
+}
+
+mod prop {
+    //! Acceptance 9: random pipelines mixing normal commands, `CLIENT
+    //! REPLY` toggles, blocking commands with short timeouts and `CLIENT
+    //! UNBLOCK` give the same byte stream through respite as from Redis.
+
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Cmd(Vec<String>),
+        Reply(&'static str),
+        Multi(Vec<Vec<String>>),
+    }
+
+    #[derive(Debug, Clone)]
+    struct Batch {
+        steps: Vec<Step>,
+        /// Ends with a command blocked until `CLIENT UNBLOCK ... reason`.
+        block: Option<(usize, &'static str)>,
+    }
+
+    fn words(s: &str) -> Vec<String> {
+        s.split(' ').map(str::to_string).collect()
+    }
+
+    fn command() -> impl Strategy<Value = Vec<String>> {
+        (0..17usize, 0..3usize, 0..100u32).prop_map(|(kind, k, n)| {
+            words(&match kind {
+                0 => format!("SET k{k} v{n}"),
+                1 => format!("GET k{k}"),
+                2 => format!("INCR n{k}"),
+                3 => format!("LPUSH l{k} x{n}"),
+                4 => format!("RPOP l{k}"),
+                5 => format!("DEL k{k} l{k}"),
+                6 => format!("HSET h{k} f v{n}"),
+                7 => format!("LPUSH k{k} x"),
+                8 => "NOSUCHCMD a".to_string(),
+                9 => format!("BLPOP l{k} 0.01"),
+                10 => format!("ZADD z{k} {n} m{n}"),
+                11 => format!("BZPOPMIN z{k} 0.01"),
+                12 => format!("XADD s{k} {} f v", n + 1),
+                13 => format!("XREAD BLOCK 10 STREAMS s{k} $"),
+                14 => format!("ECHO e{n}"),
+                15 => "PING".to_string(),
+                _ => format!("BLMOVE l{k} l{} LEFT RIGHT 0.01", (k + 1) % 3),
+            })
+        })
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => command().prop_map(Step::Cmd),
+            3 => prop_oneof![Just("ON"), Just("OFF"), Just("SKIP")].prop_map(Step::Reply),
+            1 => proptest::collection::vec(command(), 0..3).prop_map(Step::Multi),
+        ]
+    }
+
+    fn batch() -> impl Strategy<Value = Batch> {
+        (
+            proptest::collection::vec(step(), 1..8),
+            proptest::option::weighted(
+                0.4,
+                (0..4usize, prop_oneof![Just("TIMEOUT"), Just("ERROR")]),
+            ),
+        )
+            .prop_map(|(steps, block)| Batch { steps, block })
+    }
+
+    const BLOCKING: [&str; 4] = [
+        "BLPOP never 0",
+        "BLMOVE never never2 LEFT RIGHT 0",
+        "BZPOPMIN neverz 0",
+        "XREAD BLOCK 0 STREAMS nevers $",
+    ];
+
+    /// What client A and client B receive, batch by batch.
+    fn run(redis: &RedisServer, port: u16, batches: &[Batch]) -> Vec<Vec<u8>> {
+        let mut r = redis.conn();
+        r.cmd_str(&["FLUSHALL"]);
+        let mut a = RawConn::connect(port);
+        let mut b = RawConn::connect(port);
+        let aid = id(&mut a);
+        let mut out = Vec::new();
+        for (i, batch) in batches.iter().enumerate() {
+            let mut bytes = Vec::new();
+            let mut push = |args: &[String]| {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                bytes.extend_from_slice(&encode_str(&args));
+            };
+            for s in &batch.steps {
+                match s {
+                    Step::Cmd(c) => push(c),
+                    Step::Reply(m) => push(&words(&format!("CLIENT REPLY {m}"))),
+                    Step::Multi(cmds) => {
+                        push(&words("MULTI"));
+                        for c in cmds {
+                            push(c);
+                        }
+                        push(&words("EXEC"));
+                    }
+                }
+            }
+            if let Some((which, _)) = batch.block {
+                push(&words(BLOCKING[which]));
+            }
+            let marker = format!("end{i}");
+            push(&words("CLIENT REPLY ON"));
+            push(&words(&format!("ECHO {marker}")));
+            a.send(&bytes);
+            if let Some((_, reason)) = batch.block {
+                // Blocked in the last command (no timeout), not in one of
+                // the short-timeout ones before it.
+                wait_until("blocked without timeout", Duration::from_secs(10), || {
+                    let info = r.cmd_str(&["INFO", "clients"]);
+                    info_field(&info, "blocked_clients") == Some(1)
+                        && info_field(&info, "clients_in_timeout_table") == Some(0)
+                });
+                out.push(b.cmd_str(&["CLIENT", "UNBLOCK", &aid, reason]));
+            }
+            let until = bulk(&marker);
+            let mut got = Vec::new();
+            loop {
+                let f = a.read_reply();
+                got.extend_from_slice(&f);
+                if f == until {
+                    break;
+                }
+            }
+            out.push(got);
+        }
+        out
+    }
+
+    #[test]
+    fn random_pipelines_with_reply_modes_and_unblock_match_redis() {
+        let redis = RedisServer::start();
+        let proxy = Proxy::start(&redis);
+        let mut runner = TestRunner::new(Config {
+            cases: 40,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let strategy = proptest::collection::vec(batch(), 1..5);
+        let result = runner.run(&strategy, |batches| {
+            let direct = run(&redis, redis.port(), &batches);
+            let through = run(&redis, proxy.port(), &batches);
+            for (i, (d, t)) in direct.iter().zip(&through).enumerate() {
+                prop_assert!(
+                    d == t,
+                    "reply {i}\n  respite: {}\n  redis:   {}",
+                    escape(t),
+                    escape(d)
+                );
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+    }
 }

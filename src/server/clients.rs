@@ -226,6 +226,14 @@ impl Control {
         Some((conn, BusyGuard(self.clone())))
     }
 
+    /// The client's pinned connection, while it is open (`CLIENT TRACKING
+    /// ... REDIRECT` to this client).
+    pub fn pinned_conn(&self) -> Option<Conn> {
+        let p = self.pinned.lock();
+        let conn = p.conn.as_ref()?.upgrade()?;
+        (conn.state() != ConnState::Closed).then_some(conn)
+    }
+
     /// Close the client (`CLIENT KILL`): its session stops at once, writes
     /// nothing more and closes the connection.
     pub fn kill(&self) {

@@ -451,14 +451,6 @@ fn client(ctx: &Ctx, st: &mut State, req: &Req, out: &mut BytesMut) -> Effect {
         "getredir" if argc == 2 => encode::int(out, -1),
         "trackinginfo" if argc == 2 => super::clients::tracking_off(st.proto, out),
         "help" if argc == 2 => super::clients::help(out),
-        "tracking" if tracking_redirects(req) => {
-            // Redis would take the id for one of its own connections (respite's
-            // ids are not Redis's) and send invalidations to a stranger.
-            encode::error(
-                out,
-                "ERR CLIENT TRACKING REDIRECT is not supported by respite: use RESP3 (HELLO 3) to receive invalidations on the same connection",
-            );
-        }
         "no-evict" | "no-touch" if argc == 3 => {
             let v = req.arg(2);
             if v.eq_ignore_ascii_case(b"on") || v.eq_ignore_ascii_case(b"off") {
@@ -532,24 +524,6 @@ fn client_pause(ctx: &Ctx, req: &Req, out: &mut BytesMut) {
     }
     ctx.pause.pause(ms as u64, all);
     encode::simple(out, "OK");
-}
-
-/// Whether `CLIENT TRACKING ...` has a `REDIRECT` option (a prefix that
-/// happens to be called "redirect" is not one).
-fn tracking_redirects(req: &Req) -> bool {
-    let mut i = 3;
-    while i < req.argc() {
-        let a = req.arg(i);
-        if a.eq_ignore_ascii_case(b"redirect") {
-            return true;
-        }
-        i += if a.eq_ignore_ascii_case(b"prefix") {
-            2
-        } else {
-            1
-        };
-    }
-    false
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@
 
 use super::{Flow, Req, Session};
 use crate::protocol::request::parse_int;
-use crate::protocol::{encode, Proto};
+use crate::protocol::{encode, Parsed, Proto, RequestParser};
 use crate::server::clients::{self, BusyGuard};
 use crate::server::replies::{After, Alloc, WHOLE};
 use crate::server::ClientMeta;
@@ -87,7 +87,88 @@ impl Session {
         if sub.eq_ignore_ascii_case(b"reply") && req.argc() == 3 {
             return self.reply_passthrough(req, alloc);
         }
+        if sub.eq_ignore_ascii_case(b"tracking") && req.argc() >= 3 {
+            if let Some(at) = redirect_index(req) {
+                return Some(self.tracking_redirect(req, at, alloc));
+            }
+            if req.arg(2).eq_ignore_ascii_case(b"off") {
+                self.redirect_to = None;
+            }
+            return None;
+        }
+        if sub.eq_ignore_ascii_case(b"getredir") && req.argc() == 2 {
+            let id = self.redirect_to?;
+            let mut out = BytesMut::new();
+            encode::int(&mut out, id as i64);
+            return Some(self.answer(out, alloc));
+        }
         None
+    }
+
+    /// `CLIENT TRACKING on ... REDIRECT id ...`: `id` is respite's. Redis
+    /// sends invalidations to a connection of its own, so the target client
+    /// must hold one: its pinned connection, subscribed to
+    /// `__redis__:invalidate`. The request goes to Redis with that
+    /// connection's upstream id in place of `id`; Redis answers it.
+    fn tracking_redirect(&mut self, req: &Req, at: usize, alloc: &mut Alloc) -> Flow {
+        let mut out = BytesMut::new();
+        let Some(rid) = parse_int(req.arg(at)) else {
+            encode::error(&mut out, "ERR value is not an integer or out of range");
+            return self.answer(out, alloc);
+        };
+        let target = u64::try_from(rid)
+            .ok()
+            .and_then(|id| self.ctx.clients.get(&id).map(|c| c.value().clone()));
+        let Some(target) = target else {
+            encode::error(
+                &mut out,
+                "ERR The client ID you want redirect to does not exist",
+            );
+            return self.answer(out, alloc);
+        };
+        if self.cluster.is_some() {
+            encode::error(
+                &mut out,
+                "ERR CLIENT TRACKING REDIRECT is not supported by respite in cluster mode: use RESP3 (HELLO 3) to receive invalidations on the same connection",
+            );
+            return self.answer(out, alloc);
+        }
+        let node = self.worker.node();
+        let upstream_id = target
+            .ctl
+            .pinned_conn()
+            .filter(|c| target.activity.is_pubsub() && c.addr() == node.addr())
+            .and_then(|c| c.upstream_id());
+        let Some(upstream_id) = upstream_id else {
+            encode::error(
+                &mut out,
+                &format!("ERR CLIENT TRACKING REDIRECT: client {rid} holds no upstream connection subscribed to __redis__:invalidate (it must SUBSCRIBE __redis__:invalidate through respite first)"),
+            );
+            return self.answer(out, alloc);
+        };
+        let upstream = encode::itoa(upstream_id as i64);
+        let args: Vec<&[u8]> = (0..req.argc())
+            .map(|i| {
+                if i == at {
+                    upstream.as_bytes()
+                } else {
+                    req.arg(i)
+                }
+            })
+            .collect();
+        let mut raw = BytesMut::new();
+        encode::command(&mut raw, &args);
+        let mut p = RequestParser::new(usize::MAX, usize::MAX);
+        let Ok(Parsed::Frame { .. }) = p.parse(&raw) else {
+            encode::error(&mut out, "ERR syntax error");
+            return self.answer(out, alloc);
+        };
+        let rewritten = Req::new(&raw, p.spans());
+        let flow = self.enter_passthrough(&rewritten, alloc);
+        if flow != Flow::Barrier && req.arg(2).eq_ignore_ascii_case(b"on") {
+            self.redirect_to = Some(rid as u64);
+        }
+        flow
     }
 
     /// `CLIENT REPLY` on a passthrough connection: Redis is told too, since
@@ -309,6 +390,24 @@ impl Session {
         alloc.ready(out.freeze(), After::Nothing);
         Flow::Next
     }
+}
+
+/// Where the id of `CLIENT TRACKING ... REDIRECT id` is (a prefix that
+/// happens to be called "redirect" is not the option).
+fn redirect_index(req: &Req) -> Option<usize> {
+    let mut i = 3;
+    while i < req.argc() {
+        let a = req.arg(i);
+        if a.eq_ignore_ascii_case(b"redirect") {
+            return (i + 1 < req.argc()).then_some(i + 1);
+        }
+        i += if a.eq_ignore_ascii_case(b"prefix") {
+            2
+        } else {
+            1
+        };
+    }
+    None
 }
 
 /// `target`'s pinned connection while a request is in flight on it (a

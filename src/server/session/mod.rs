@@ -229,6 +229,9 @@ pub struct Session {
     paused: bool,
     /// The open transaction queued a write (`CLIENT PAUSE WRITE` holds EXEC).
     tx_writes: bool,
+    /// `CLIENT TRACKING on REDIRECT id`: the respite id given (Redis was
+    /// given the upstream id of that client's connection).
+    redirect_to: Option<u64>,
 }
 
 impl Session {
@@ -296,6 +299,7 @@ impl Session {
             eof: false,
             paused: false,
             tx_writes: false,
+            redirect_to: None,
         }
     }
 
@@ -996,11 +1000,14 @@ impl Session {
                 }
                 self.local(Local::Reset, req, alloc)
             }
-            // Tracking state lives on the pinned connection: Redis answers.
+            // Tracking state lives on the pinned connection: Redis answers
+            // (GETREDIR after a REDIRECT to a respite id is answered with
+            // that id, in `client_control`).
             Kind::Local(Local::Client)
                 if req.argc() == 2
                     && (req.arg(1).eq_ignore_ascii_case(b"trackinginfo")
-                        || req.arg(1).eq_ignore_ascii_case(b"getredir")) =>
+                        || (req.arg(1).eq_ignore_ascii_case(b"getredir")
+                            && self.redirect_to.is_none())) =>
             {
                 let conn = match &self.pinned {
                     Some(p) => p.conn.clone(),
