@@ -5,6 +5,7 @@ use clap::Parser;
 use respite::admin::{self, proxy::ProxyAdmin};
 use respite::cli::Cli;
 use respite::config::{self, Config, LogFormat};
+use respite::router::Deployment;
 use respite::server::{Ctx, Server};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -78,15 +79,18 @@ fn main() -> ExitCode {
     };
     let code = rt.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        if let Some(topology) = &ctx.topology {
-            tokio::spawn(topology.clone().run());
-            tokio::spawn(respite::server::drop_departed_nodes(
-                ctx.clone(),
-                topology.clone(),
-            ));
-        }
-        if let Some(sentinel) = &ctx.sentinel {
-            tokio::spawn(sentinel.clone().run(ctx.clone()));
+        match &ctx.deployment {
+            Deployment::Standalone => {}
+            Deployment::Sentinel(sentinel) => {
+                tokio::spawn(sentinel.clone().run(ctx.clone()));
+            }
+            Deployment::Cluster(topology) => {
+                tokio::spawn(topology.clone().run());
+                tokio::spawn(respite::server::drop_departed_nodes(
+                    ctx.clone(),
+                    topology.clone(),
+                ));
+            }
         }
         if let Some(addr) = ctx.config.admin {
             match tokio::net::TcpListener::bind(addr).await {

@@ -107,7 +107,7 @@ fn proxy(ctx: &Ctx, st: &State, req: &Req, out: &mut BytesMut) {
                 "# Topology\r\nmode:{}\r\n",
                 ctx.config.upstream.mode.as_str()
             );
-            if let Some(t) = &ctx.topology {
+            if let Some(t) = ctx.deployment.cluster() {
                 let map = t.map();
                 let _ = write!(
                     text,
@@ -138,7 +138,7 @@ fn proxy(ctx: &Ctx, st: &State, req: &Req, out: &mut BytesMut) {
                     );
                 }
             }
-            if let Some(s) = &ctx.sentinel {
+            if let Some(s) = ctx.deployment.sentinel() {
                 let _ = write!(
                     text,
                     "# Sentinel\r\nmaster_name:{}\r\nprimary:{}\r\ngeneration:{}\r\nswitches:{}\r\nchecks:{}\r\nlast_error:{}\r\n",

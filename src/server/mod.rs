@@ -17,6 +17,7 @@ pub mod trim;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::router::Deployment;
 use crate::upstream::{NodeConns, PinnedPool};
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -37,10 +38,8 @@ pub struct Ctx {
     pub stats: Arc<crate::stats::Stats>,
     pub clients: DashMap<u64, Arc<ClientMeta>>,
     pub pinned: PinnedPool,
-    /// Cluster mode: the slot map and key table, kept fresh by `Topology::run`.
-    pub topology: Option<Arc<crate::cluster::topology::Topology>>,
-    /// Sentinel mode: the current primary, kept fresh by `Sentinel::run`.
-    pub sentinel: Option<Arc<crate::sentinel::Sentinel>>,
+    /// Standalone, sentinel or cluster, with the mode's own state.
+    pub deployment: crate::router::Deployment,
     /// Compression settings; `None` when disabled.
     pub compress: Option<Arc<crate::compress::Compressor>>,
     /// `CLIENT PAUSE` of this process's clients.
@@ -55,13 +54,8 @@ pub struct Ctx {
 impl Ctx {
     pub fn new(config: Config) -> Arc<Ctx> {
         let config = Arc::new(config);
-        let topology = (config.upstream.mode == crate::config::Mode::Cluster)
-            .then(|| crate::cluster::topology::Topology::new(config.clone()));
-        let sentinel = (config.upstream.mode == crate::config::Mode::Sentinel)
-            .then(|| crate::sentinel::Sentinel::new(config.clone()));
         Arc::new(Ctx {
-            topology,
-            sentinel,
+            deployment: crate::router::Deployment::new(&config),
             compress: crate::compress::Compressor::new(&config.compression),
             pinned: PinnedPool::new(config.clone()),
             stats: Arc::new(crate::stats::Stats::new(&config.stats, config.workers)),
@@ -102,19 +96,19 @@ impl Ctx {
 
     /// Whether some upstream connection is up (`/ready`).
     pub fn ready(&self) -> bool {
-        match (&self.topology, &self.sentinel) {
-            (Some(t), _) => t.map().is_complete(),
-            (None, Some(s)) => {
+        match &self.deployment {
+            Deployment::Cluster(t) => t.map().is_complete(),
+            Deployment::Sentinel(s) => {
                 s.primary().is_some() && self.workers().iter().any(|w| w.node().any_up())
             }
-            (None, None) => self.workers().iter().any(|w| w.node().any_up()),
+            Deployment::Standalone => self.workers().iter().any(|w| w.node().any_up()),
         }
     }
 
     /// The node every worker's standalone connections go to now: the
     /// configured server, or in sentinel mode the current primary (or none).
     fn standalone_node(&self) -> NodeConns {
-        match &self.sentinel {
+        match self.deployment.sentinel() {
             Some(s) => s.node_conns(),
             None => NodeConns::new(self.config.clone(), &self.config.upstream.nodes[0]),
         }
@@ -329,7 +323,7 @@ async fn worker_main(
     };
     let _ = worker.runtime.set(tokio::runtime::Handle::current());
     // Connect the default group now, so /ready and the first request do not wait.
-    if ctx.topology.is_none() {
+    if !ctx.deployment.is_cluster() {
         let _ = worker.node().shared(0, crate::protocol::Proto::Resp2, 0);
     }
     if worker.index == 0 {

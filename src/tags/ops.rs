@@ -51,7 +51,7 @@ pub struct Up {
 
 impl Up {
     pub fn new(ctx: Arc<Ctx>, worker: Arc<Worker>, db: u32, id: u64) -> Arc<Up> {
-        let layout = Layout::new(&ctx.config.tags.prefix, ctx.topology.is_some());
+        let layout = Layout::new(&ctx.config.tags.prefix, ctx.deployment.is_cluster());
         let flat = (!layout.cluster).then(|| layout.bucket(0));
         Arc::new(Up {
             ctx,
@@ -80,7 +80,7 @@ impl Up {
     }
 
     pub fn cluster(&self) -> bool {
-        self.ctx.topology.is_some()
+        self.ctx.deployment.is_cluster()
     }
 
     pub fn batch(&self) -> usize {
@@ -89,7 +89,7 @@ impl Up {
 
     /// The node serving `slot` (standalone: the node).
     pub fn owner(&self, slot: u16) -> Result<String, Error> {
-        match &self.ctx.topology {
+        match self.ctx.deployment.cluster() {
             None => Ok(self.worker.node().addr().to_string()),
             Some(t) => t
                 .map()
@@ -101,14 +101,14 @@ impl Up {
 
     /// Every primary serving slots (standalone: the node).
     pub fn primaries(&self) -> Vec<String> {
-        match &self.ctx.topology {
+        match self.ctx.deployment.cluster() {
             None => vec![self.worker.node().addr().to_string()],
             Some(t) => t.map().serving_primaries(),
         }
     }
 
     pub fn conn(&self, addr: &str) -> Conn {
-        match &self.ctx.topology {
+        match self.ctx.deployment.cluster() {
             None => self.worker.node().shared(self.db, Proto::Resp2, self.id),
             Some(_) => self
                 .worker
@@ -129,7 +129,7 @@ impl Up {
             || line.starts_with(b"CLUSTERDOWN")
             || contains(line, b"non local key")
         {
-            if let Some(t) = &self.ctx.topology {
+            if let Some(t) = self.ctx.deployment.cluster() {
                 t.request_refresh();
             }
             return Retry::Later;
@@ -139,7 +139,7 @@ impl Up {
             if let Some(r) = parse_redirect(line, &host) {
                 return match r.kind {
                     RedirectKind::Moved => {
-                        if let Some(t) = &self.ctx.topology {
+                        if let Some(t) = self.ctx.deployment.cluster() {
                             t.moved(r.slot, &r.addr);
                         }
                         Retry::At(r.addr, false)

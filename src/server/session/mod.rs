@@ -243,8 +243,8 @@ impl Session {
     ) -> Session {
         let limits = &ctx.config.limits;
         let authed = ctx.config.auth.password.is_none() && ctx.config.auth.users.is_empty();
-        let topology = ctx.topology.clone();
-        let node_gen = ctx.sentinel.as_ref().map_or(0, |s| s.generation());
+        let topology = ctx.deployment.cluster().cloned();
+        let node_gen = ctx.deployment.sentinel().map_or(0, |s| s.generation());
         let stats = ctx.stats.recorder(worker.index, meta.id);
         let queue = ReplyQueue::new();
         let out_limit = limits.client_output_buffer_limit.normal;
@@ -377,12 +377,7 @@ impl Session {
             let (pending, close) = (drained.remaining, drained.close);
             self.wbuf_peak = self.wbuf_peak.max(self.wbuf.len());
             if upstream_failed || self.queue.take_upstream_failure() {
-                if let Some(t) = &self.cluster {
-                    t.request_refresh();
-                }
-                if let Some(s) = &self.ctx.sentinel {
-                    s.request_refresh();
-                }
+                self.ctx.deployment.request_refresh();
             }
             if let Some(db) = exec_db {
                 self.set_db(db);
@@ -706,7 +701,7 @@ impl Session {
     /// Handle every complete request in the read buffer.
     fn process_input(&mut self) {
         self.st.meta.activity.touch(self.st.meta.created);
-        if let Some(s) = &self.ctx.sentinel {
+        if let Some(s) = self.ctx.deployment.sentinel() {
             let gen = s.generation();
             if gen != self.node_gen {
                 self.node_gen = gen;
