@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //!
+//! - [`auth`]: client users, passwords, ACL rules, the administrator role,
+//!   the guard on respite's own upstream credentials.
 //! - [`cli`]: command-line flags and environment overrides.
 //! - [`config`]: the TOML file, defaults and validation into a typed `Config`.
 //! - [`protocol`]: RESP framing with limits (requests and replies) and encoders.
@@ -26,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod command;

@@ -157,7 +157,9 @@ impl Topology {
         match oneshot::request(&self.config, &addr, &[&[b"COMMAND"]]).await {
             Ok(r) => match KeyTable::from_command_reply(&r[0]) {
                 Ok(t) if !t.is_empty() => {
-                    *self.keys.write() = Arc::new(t);
+                    let t = Arc::new(t);
+                    crate::command::table::learn_upstream(t.clone());
+                    *self.keys.write() = t;
                     // Sessions keep a snapshot per version (see `Session::routing`).
                     self.version.fetch_add(1, Ordering::AcqRel);
                 }

@@ -56,6 +56,7 @@ macro_rules! flag_set {
             }
 
             /// Every known flag among space-separated names; unknown ones are skipped.
+            #[allow(dead_code)]
             fn from_words(words: &str) -> $name {
                 words
                     .split_ascii_whitespace()
@@ -113,6 +114,48 @@ flag_set! {
         MODULE_NO_CLUSTER = 23, "module_no_cluster";
         RANDOM = 24, "random";
         SORT_FOR_SCRIPT = 25, "sort_for_script";
+    }
+}
+
+flag_set! {
+    /// ACL categories (`COMMAND` element 7, `ACL CAT`), without the `@`.
+    AclCats: u32 {
+        KEYSPACE = 0, "keyspace";
+        READ = 1, "read";
+        WRITE = 2, "write";
+        SET = 3, "set";
+        SORTEDSET = 4, "sortedset";
+        LIST = 5, "list";
+        HASH = 6, "hash";
+        STRING = 7, "string";
+        BITMAP = 8, "bitmap";
+        HYPERLOGLOG = 9, "hyperloglog";
+        GEO = 10, "geo";
+        STREAM = 11, "stream";
+        PUBSUB = 12, "pubsub";
+        ADMIN = 13, "admin";
+        FAST = 14, "fast";
+        SLOW = 15, "slow";
+        BLOCKING = 16, "blocking";
+        DANGEROUS = 17, "dangerous";
+        CONNECTION = 18, "connection";
+        TRANSACTION = 19, "transaction";
+        SCRIPTING = 20, "scripting";
+    }
+}
+
+impl AclCats {
+    /// Categories written as in `COMMAND` (`@read @string @fast`).
+    pub fn from_at_words(words: &str) -> AclCats {
+        words
+            .split_ascii_whitespace()
+            .filter_map(|w| Self::from_name(w.strip_prefix('@').unwrap_or(w).as_bytes()))
+            .fold(AclCats::empty(), |a, b| a | b)
+    }
+
+    /// Whether any category of `other` is in `self`.
+    pub const fn intersects(self, other: AclCats) -> bool {
+        self.0 & other.0 != 0
     }
 }
 
@@ -202,6 +245,9 @@ pub struct CommandKeys {
     pub specs: Vec<KeySpec>,
     /// Whether the command only groups subcommands (`XINFO`, `OBJECT`, ...).
     pub container: bool,
+    /// ACL categories (`COMMAND` element 7; empty in the built-in table and
+    /// from Redis 6, which has them too, and for whatever a server omits).
+    pub acl: AclCats,
 }
 
 /// Why a command's keys could not be determined. The messages are the ones
@@ -540,6 +586,7 @@ impl KeyTable {
                         })
                         .collect(),
                     container: false,
+                    acl: AclCats::empty(),
                 };
                 table.commands.insert(b.name.as_bytes().to_vec(), cmd);
             }
@@ -625,7 +672,18 @@ impl KeyTable {
                 .collect(),
             None => Vec::new(),
         };
+        let acl = match items.get(6).and_then(Value::as_array) {
+            Some(cats) => cats
+                .iter()
+                .filter_map(|c| {
+                    let c = c.as_bytes()?;
+                    AclCats::from_name(c.strip_prefix(b"@").unwrap_or(c))
+                })
+                .fold(AclCats::empty(), |a, b| a | b),
+            None => AclCats::empty(),
+        };
         let cmd = CommandKeys {
+            acl,
             name: String::from_utf8_lossy(&name).into_owned(),
             arity: int_field(1)?,
             flags,

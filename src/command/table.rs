@@ -16,7 +16,7 @@
 //! Names not in the table get [`Info`] number 0 ([`unknown`]): forwarded as
 //! they are, counted as `other`, routed by whatever keys the key table finds.
 
-use super::keys::{CmdFlags, KeyTable};
+use super::keys::{AclCats, CmdFlags, KeyTable};
 use super::{Kind, Local, NameMap, Oob, TagCmd, Tx};
 use std::sync::OnceLock;
 
@@ -626,5 +626,104 @@ mod tests {
         assert_eq!(classify(b"tagset").stat, 0);
         assert_eq!(unknown().name, "other");
         assert_eq!(unknown().stat, 0);
+    }
+}
+
+// ---- ACL categories ----
+
+/// ACL categories of the proxy's own commands, which Redis does not know;
+/// every other command's come from the upstream's `COMMAND` reply
+/// ([`learn_upstream`]). A user with `+@read` may look tags up but not set
+/// or invalidate them.
+const OWN_ACL: &[(&str, &str)] = &[
+    ("tagset", "@write @string @slow"),
+    ("tagadd", "@write @slow"),
+    ("taginval", "@keyspace @write @slow"),
+    ("tagkeys", "@read @slow"),
+    ("tagsof", "@read @slow"),
+    ("keystats", "@read @slow"),
+    ("hotkeys", "@admin @slow @dangerous"),
+    ("proxy", "@admin @slow @dangerous"),
+];
+
+/// Key positions of the proxy's own commands for ACL key patterns: the
+/// first key index, and whether every later argument is a key too.
+const OWN_KEYS: &[(&str, usize, bool)] = &[
+    ("tagset", 1, false),
+    ("tagadd", 1, false),
+    ("tagsof", 1, false),
+    ("keystats", 1, true),
+];
+
+/// The upstream's own command table (`COMMAND`), once known.
+static UPSTREAM: parking_lot::RwLock<Option<std::sync::Arc<KeyTable>>> =
+    parking_lot::RwLock::new(None);
+
+/// Keep the table parsed from the upstream's `COMMAND` reply: ACL
+/// categories, arities and key positions for the proxy's user rules.
+pub fn learn_upstream(table: std::sync::Arc<KeyTable>) {
+    *UPSTREAM.write() = Some(table);
+}
+
+/// The upstream's command table, if it was learned.
+pub fn upstream() -> Option<std::sync::Arc<KeyTable>> {
+    UPSTREAM.read().clone()
+}
+
+/// What the ACL check needs of one request.
+#[derive(Debug)]
+pub enum AclLookup {
+    /// One of the proxy's own commands.
+    Own {
+        name: &'static str,
+        cats: AclCats,
+        keys: Vec<usize>,
+    },
+    /// A Redis command: its full name (`config|set`), categories and keys.
+    Redis {
+        name: String,
+        cats: AclCats,
+        keys: Vec<usize>,
+    },
+    /// Redis answers it with an error before any ACL check (unknown
+    /// command or subcommand, wrong arity): forwarded as it is.
+    RedisRejects,
+    /// The upstream's command table is not known yet.
+    NotYetKnown,
+}
+
+/// The ACL view of the command `args` invokes.
+pub fn acl_lookup(info: &Info, args: &[&[u8]]) -> AclLookup {
+    if let Some((name, words)) = OWN_ACL.iter().find(|(n, _)| *n == info.name) {
+        let keys = match OWN_KEYS.iter().find(|(n, _, _)| n == name) {
+            Some(&(_, first, rest)) if args.len() > first => {
+                if rest {
+                    (first..args.len()).collect()
+                } else {
+                    vec![first]
+                }
+            }
+            _ => Vec::new(),
+        };
+        return AclLookup::Own {
+            name,
+            cats: AclCats::from_at_words(words),
+            keys,
+        };
+    }
+    let Some(table) = upstream() else {
+        return AclLookup::NotYetKnown;
+    };
+    let Ok(cmd) = table.resolve(args) else {
+        return AclLookup::RedisRejects;
+    };
+    if !cmd.arity_ok(args.len()) {
+        return AclLookup::RedisRejects;
+    }
+    let keys = cmd.keys_of(args).unwrap_or_default();
+    AclLookup::Redis {
+        name: cmd.name.clone(),
+        cats: cmd.acl,
+        keys,
     }
 }

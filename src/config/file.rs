@@ -87,6 +87,9 @@ pub struct AdminSection {
 pub struct AuthSection {
     pub password: Option<Secret>,
     pub users: Option<Vec<FileUser>>,
+    /// Whether the default user (the `password` one, or everybody when no
+    /// auth is configured) is an administrator.
+    pub default_user_admin: Option<bool>,
 }
 
 /// One `[[auth.users]]` entry. Both fields are options so that a missing one
@@ -96,6 +99,12 @@ pub struct AuthSection {
 pub struct FileUser {
     pub name: Option<String>,
     pub password: Option<Secret>,
+    /// The SHA-256 of the password in hex, as Redis's ACL `#<hash>`.
+    pub password_sha256: Option<Secret>,
+    /// Permissions in Redis ACL syntax (`+@read ~cache:* -@dangerous`).
+    pub rules: Option<String>,
+    /// May run commands that change respite's own upstream credentials.
+    pub admin: Option<bool>,
 }
 
 /// `[upstream]`
@@ -244,7 +253,10 @@ impl FileConfig {
                 max_header_bytes: Some(DEFAULT_ADMIN_MAX_HEADER_BYTES),
                 header_timeout_ms: Some(DEFAULT_ADMIN_HEADER_TIMEOUT_MS),
             },
-            auth: AuthSection::default(),
+            auth: AuthSection {
+                default_user_admin: Some(false),
+                ..AuthSection::default()
+            },
             upstream: UpstreamSection {
                 mode: Some(DEFAULT_UPSTREAM_MODE),
                 nodes: Some(strings(DEFAULT_UPSTREAM_NODES)),

@@ -156,13 +156,19 @@ pub struct AuthConfig {
     pub password: Option<String>,
     /// Extra named users (`AUTH user pass`, `HELLO 3 AUTH user pass`).
     pub users: Vec<User>,
+    /// `auth.default_user_admin`: the default user is an administrator.
+    pub default_user_admin: bool,
 }
 
 // Debug by hand below: it must not print passwords.
 #[derive(Clone, PartialEq, Eq)]
 pub struct User {
     pub name: String,
-    pub password: String,
+    /// SHA-256 of the password (from `password` or `password_sha256`).
+    pub password_sha256: [u8; 32],
+    /// `None`: every command, key and channel (no `rules` given).
+    pub rules: Option<crate::auth::acl::Rules>,
+    pub admin: bool,
 }
 
 // Debug by hand below: it must not print passwords.
@@ -422,6 +428,7 @@ impl fmt::Debug for AuthConfig {
         f.debug_struct("AuthConfig")
             .field("password", &redacted(&self.password))
             .field("users", &self.users)
+            .field("default_user_admin", &self.default_user_admin)
             .finish()
     }
 }
@@ -443,6 +450,8 @@ impl fmt::Debug for User {
         f.debug_struct("User")
             .field("name", &self.name)
             .field("password", &"<redacted>")
+            .field("rules", &self.rules)
+            .field("admin", &self.admin)
             .finish()
     }
 }

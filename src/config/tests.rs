@@ -208,9 +208,15 @@ fn users_and_sentinel_settings_are_carried_over() {
         .auth
         .users
         .iter()
-        .map(|u| (u.name.as_str(), u.password.as_str()))
+        .map(|u| (u.name.as_str(), u.password_sha256))
         .collect();
-    assert_eq!(users, [("app", "app-pw"), ("ops", "ops-pw")]);
+    assert_eq!(
+        users,
+        [
+            ("app", crate::auth::sha256(b"app-pw")),
+            ("ops", crate::auth::sha256(b"ops-pw"))
+        ]
+    );
     let up = &config.upstream;
     assert_eq!(up.master_name.as_deref(), Some("mymaster"));
     assert_eq!(up.username.as_deref(), Some("proxy"));
@@ -291,6 +297,14 @@ fn each_rule_reports_its_own_problem() {
         (
             "[[auth.users]]\nname = \"a\"\npassword = \"x\"\n[[auth.users]]\nname = \"a\"\npassword = \"y\"",
             "auth.users[1].name: \"a\" is already auth.users[0]",
+        ),
+        (
+            "[[auth.users]]\nname = \"a\"\npassword_sha256 = \"abc\"",
+            "auth.users[0].password_sha256: not 64 hexadecimal digits",
+        ),
+        (
+            "[[auth.users]]\nname = \"a\"\npassword = \"x\"\nrules = \"+@read +@nosuch\"",
+            "auth.users[0].rules: \"+@nosuch\": unknown command category",
         ),
         ("[upstream]\nnodes = []", "upstream.nodes: at least one"),
         ("[upstream]\nnodes = [\"redis\"]", "upstream.nodes[0]: \"redis\" is not HOST:PORT"),

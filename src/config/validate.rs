@@ -85,6 +85,7 @@ pub fn validate(file: FileConfig) -> Result<Config, ConfigError> {
     let auth = AuthConfig {
         password: p.secret("auth.password", file.auth.password),
         users: p.users(file.auth.users.unwrap_or_default()),
+        default_user_admin: file.auth.default_user_admin.unwrap_or(false),
     };
 
     // ---- [admin] ----
@@ -649,11 +650,47 @@ impl Problems {
             } else {
                 seen.insert(name.clone(), i);
             }
-            let password = user.password.map(|s| s.0).unwrap_or_default();
-            if password.is_empty() {
-                self.add(format!("auth.users[{i}].password"), "missing or empty");
-            }
-            out.push(User { name, password });
+            let hash = match (
+                user.password.map(|s| s.0),
+                user.password_sha256.map(|s| s.0),
+            ) {
+                (Some(p), None) if !p.is_empty() => crate::auth::sha256(p.as_bytes()),
+                (None, Some(h)) => match crate::auth::parse_sha256(&h) {
+                    Some(h) => h,
+                    None => {
+                        self.add(
+                            format!("auth.users[{i}].password_sha256"),
+                            "not 64 hexadecimal digits (the SHA-256 of the password, as Redis's ACL #<hash>)",
+                        );
+                        [0; 32]
+                    }
+                },
+                (Some(_), Some(_)) => {
+                    self.add(
+                        format!("auth.users[{i}].password"),
+                        "set password or password_sha256, not both",
+                    );
+                    [0; 32]
+                }
+                _ => {
+                    self.add(format!("auth.users[{i}].password"), "missing or empty");
+                    [0; 32]
+                }
+            };
+            let rules = match user.rules.as_deref().map(crate::auth::acl::Rules::parse) {
+                None => None,
+                Some(Ok(r)) => Some(r),
+                Some(Err(e)) => {
+                    self.add(format!("auth.users[{i}].rules"), e);
+                    None
+                }
+            };
+            out.push(User {
+                name,
+                password_sha256: hash,
+                rules,
+                admin: user.admin.unwrap_or(false),
+            });
         }
         out
     }

@@ -233,24 +233,14 @@ fn arity(out: &mut BytesMut, name: &str) {
 }
 
 fn auth_required(ctx: &Ctx) -> bool {
-    ctx.config.auth.password.is_some() || !ctx.config.auth.users.is_empty()
+    ctx.auth.required()
 }
 
 /// Check a user/password pair the way Redis's ACL does for the default user
-/// (`nopass` when no password is configured) and named users. Passwords are
-/// compared in constant time; user names are not secret.
+/// (`nopass` when no password is configured) and named users (see
+/// [`crate::auth::Users::check`]: constant time).
 fn check_credentials(ctx: &Ctx, user: &[u8], pass: &[u8]) -> bool {
-    let auth = &ctx.config.auth;
-    if user == b"default" {
-        return match &auth.password {
-            Some(p) => secret_eq(p.as_bytes(), pass),
-            None => auth.users.is_empty(),
-        };
-    }
-    auth.users
-        .iter()
-        .find(|u| u.name.as_bytes() == user)
-        .is_some_and(|u| secret_eq(u.password.as_bytes(), pass))
+    ctx.auth.users().check(user, pass)
 }
 
 /// `secret == guess` in a time that depends only on the secret's length: every
@@ -272,7 +262,7 @@ const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is dis
 fn auth(ctx: &Ctx, st: &mut State, req: &Req, out: &mut BytesMut) {
     match req.argc() {
         2 => {
-            if ctx.config.auth.password.is_none() && !auth_required(ctx) {
+            if ctx.auth.users().no_passwords {
                 encode::error(
                     out,
                     "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",

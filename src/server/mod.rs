@@ -34,6 +34,8 @@ use tokio::sync::Notify;
 #[derive(Debug)]
 pub struct Ctx {
     pub config: Arc<Config>,
+    /// Client users and their permissions (replaced on reload).
+    pub auth: crate::auth::Auth,
     pub metrics: Metrics,
     pub stats: Arc<crate::stats::Stats>,
     pub clients: DashMap<u64, Arc<ClientMeta>>,
@@ -55,6 +57,7 @@ impl Ctx {
     pub fn new(config: Config) -> Arc<Ctx> {
         let config = Arc::new(config);
         Arc::new(Ctx {
+            auth: crate::auth::Auth::new(&config.auth),
             deployment: crate::router::Deployment::new(&config),
             compress: crate::compress::Compressor::new(&config.compression),
             pinned: PinnedPool::new(config.clone()),
@@ -328,6 +331,9 @@ async fn worker_main(
     }
     if worker.index == 0 {
         tokio::spawn(crate::tags::sweep::run(ctx.clone(), worker.clone()));
+        if !ctx.deployment.is_cluster() {
+            tokio::spawn(crate::auth::learn_commands(ctx.clone(), worker.clone()));
+        }
     }
     let local_tasks = Arc::new(AtomicUsize::new(0));
     let mut shutdown = std::pin::pin!(ctx.shutdown.notified());

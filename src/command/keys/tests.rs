@@ -72,7 +72,12 @@ fn builtin_rows_match_the_captured_reply() {
     let mut compared = 0;
     for cmd in t.iter() {
         if let Some(b) = KeyTable::builtin().get(cmd.name.as_bytes()) {
-            assert_eq!(b, cmd);
+            // The built-in rows carry no ACL categories (they come from the upstream).
+            let cmd = CommandKeys {
+                acl: AclCats::empty(),
+                ..cmd.clone()
+            };
+            assert_eq!(b, &cmd);
             compared += 1;
         }
     }
@@ -405,6 +410,7 @@ fn hostile_specs_stay_in_bounds() {
     ];
     for (begin, find) in specs {
         let cmd = CommandKeys {
+            acl: Default::default(),
             name: "c".into(),
             arity: -1,
             flags: CmdFlags::empty(),

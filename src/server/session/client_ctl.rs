@@ -490,8 +490,7 @@ impl KillFilter {
                 f.laddr = Some(text(i + 1));
             } else if is(b"user") {
                 let name = text(i + 1);
-                let known =
-                    name == "default" || ctx.config.auth.users.iter().any(|u| u.name == name);
+                let known = ctx.auth.users().exists(&name);
                 if !known {
                     return Err(format!("ERR No such user '{name}'"));
                 }

@@ -20,6 +20,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
 
+mod acl;
 mod client_ctl;
 mod cluster;
 mod compress;
@@ -242,7 +243,7 @@ impl Session {
         meta: Arc<ClientMeta>,
     ) -> Session {
         let limits = &ctx.config.limits;
-        let authed = ctx.config.auth.password.is_none() && ctx.config.auth.users.is_empty();
+        let authed = !ctx.auth.required();
         let topology = ctx.deployment.cluster().cloned();
         let node_gen = ctx.deployment.sentinel().map_or(0, |s| s.generation());
         let stats = ctx.stats.recorder(worker.index, meta.id);
@@ -833,6 +834,9 @@ impl Session {
             )
         {
             return self.reply_error(alloc, crate::error::NOAUTH);
+        }
+        if let Some(flow) = self.acl_check(req, alloc) {
+            return flow;
         }
         if self.pinned.as_ref().is_some_and(|p| p.passthrough) {
             return self.handle_passthrough(req, kind, alloc);
