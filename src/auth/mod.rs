@@ -72,12 +72,9 @@ impl Users {
     pub fn from_config(auth: &AuthConfig) -> Users {
         let mut by_name = HashMap::new();
         let required = auth.password.is_some() || !auth.users.is_empty();
-        let default_password = match &auth.password {
-            Some(p) => Some(sha256(p.as_bytes())),
-            // Redis's `nopass` default user when nothing is configured;
-            // disabled when only named users are.
-            None => None,
-        };
+        // Redis's `nopass` default user when nothing is configured;
+        // disabled when only named users are.
+        let default_password = auth.password.as_ref().map(|p| sha256(p.as_bytes()));
         by_name.insert(
             "default".to_string(),
             Arc::new(User {
