@@ -20,6 +20,28 @@ pub struct Redirect {
     pub addr: NodeAddr,
 }
 
+/// Whether a reply is a cluster redirect (`-MOVED`, `-ASK`). A client of
+/// respite sees one only as the reply to a command queued inside `MULTI`,
+/// as Redis Cluster would give it there; anywhere else respite follows it,
+/// and one it could not follow is turned into [`unfollowed`].
+#[inline]
+pub fn is_redirect_reply(reply: &[u8]) -> bool {
+    reply.starts_with(b"-MOVED ") || reply.starts_with(b"-ASK ")
+}
+
+/// The error a client gets instead of a redirect respite did not follow
+/// (the slot kept moving, or no node was known for it): `TRYAGAIN`, which
+/// cluster-aware clients retry and others report, naming the redirect.
+pub fn unfollowed(reply: &[u8]) -> bytes::Bytes {
+    let line = reply.strip_prefix(b"-").unwrap_or(reply);
+    let line = line.strip_suffix(b"\r\n").unwrap_or(line);
+    let mut out = Vec::with_capacity(line.len() + 64);
+    out.extend_from_slice(b"-TRYAGAIN respite could not follow the cluster redirect (");
+    out.extend(line.iter().copied().filter(|&c| c != b'\r' && c != b'\n'));
+    out.extend_from_slice(b")\r\n");
+    out.into()
+}
+
 /// Parses an error reply line, with or without its leading `-` and trailing
 /// CRLF. `None` for any other error, or for a redirect that does not parse
 /// (then the error goes to the client as it is rather than sending the

@@ -56,6 +56,10 @@ pub enum After {
     /// EXEC of a transaction that queued `SELECT db`: the session's database
     /// changes only if the transaction ran (its reply is an array).
     ExecSelect(u32),
+    /// A command queued inside `MULTI`: its reply may be Redis Cluster's
+    /// `MOVED`/`ASK`, which the client sees as from Redis Cluster (anywhere
+    /// else a redirect reaching the session is not given to the client).
+    Queued,
 }
 
 #[derive(Debug)]

@@ -510,7 +510,10 @@ impl Proxy {
             .map_err(|e| (format!("cannot spawn respite: {e}"), String::new()))?;
         match wait_ready(&mut child, port, "respite") {
             Ok(_) => Ok(Proxy {
-                port,
+                port: {
+                    proxy_ports().lock().unwrap().insert(port);
+                    port
+                },
                 child: Some(child),
                 dir,
                 log_path,
@@ -631,7 +634,18 @@ impl Drop for Proxy {
         }
         // A passing test fails when respite logged a WARN or ERROR it did
         // not expect: that is a bug somewhere, or a test that must say why.
+        proxy_ports().lock().unwrap().remove(&self.port);
         if !thread::panicking() {
+            // Acceptance 7 of issue 18, for every test: a client of respite
+            // never sees MOVED/ASK outside MULTI (respite warns when one
+            // was about to reach a client; no allow_log excuses it).
+            let log = self.log();
+            if let Some(l) = log.lines().find(|l| l.contains(REDIRECT_LEAK)) {
+                panic!(
+                    "respite (port {}) let a cluster redirect reach a client: {l}",
+                    self.port
+                );
+            }
             let bad = self.unexpected_log_lines();
             if !bad.is_empty() {
                 let shown = &bad[..bad.len().min(20)];
@@ -899,10 +913,25 @@ pub fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
+/// The warning respite logs when a `MOVED`/`ASK` was about to reach a
+/// client outside `MULTI` (see `Drop for Proxy`).
+pub const REDIRECT_LEAK: &str = "A cluster redirect was about to reach a client outside MULTI";
+
+/// Ports of the respite processes running now: a [`RawConn`] to one of
+/// them checks that no reply is a cluster redirect outside `MULTI`.
+fn proxy_ports() -> &'static std::sync::Mutex<std::collections::HashSet<u16>> {
+    static PORTS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<u16>>> =
+        std::sync::OnceLock::new();
+    PORTS.get_or_init(Default::default)
+}
+
 /// A blocking connection that speaks raw RESP bytes.
 pub struct RawConn {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// Connected to respite and never sent `MULTI`: a `-MOVED`/`-ASK`
+    /// reply fails the test (issue 18, acceptance 7).
+    check_redirects: bool,
 }
 
 impl RawConn {
@@ -911,7 +940,9 @@ impl RawConn {
     pub fn connect(port: u16) -> RawConn {
         let stream = TcpStream::connect(("127.0.0.1", port))
             .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
-        Self::from_stream(stream, DEFAULT_READ_TIMEOUT)
+        let mut c = Self::from_stream(stream, DEFAULT_READ_TIMEOUT);
+        c.check_redirects = proxy_ports().lock().unwrap().contains(&port);
+        c
     }
 
     pub fn from_stream(stream: TcpStream, read_timeout: Duration) -> RawConn {
@@ -920,6 +951,7 @@ impl RawConn {
         RawConn {
             stream,
             buf: Vec::new(),
+            check_redirects: false,
         }
     }
 
@@ -934,13 +966,23 @@ impl RawConn {
     /// Writes all bytes; panics on error.
     #[track_caller]
     pub fn send(&mut self, bytes: &[u8]) {
+        self.note_sent(bytes);
         self.stream
             .write_all(bytes)
             .unwrap_or_else(|e| panic!("write failed: {e}"));
     }
 
     pub fn try_send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.note_sent(bytes);
         self.stream.write_all(bytes)
+    }
+
+    /// A connection that sent `MULTI` may see Redis Cluster's redirects
+    /// as replies to queued commands.
+    fn note_sent(&mut self, bytes: &[u8]) {
+        if self.check_redirects && bytes.windows(5).any(|w| w.eq_ignore_ascii_case(b"multi")) {
+            self.check_redirects = false;
+        }
     }
 
     /// Reads exactly one complete reply frame and returns its raw bytes.
@@ -962,7 +1004,18 @@ impl RawConn {
     pub fn try_read_reply(&mut self) -> io::Result<Vec<u8>> {
         loop {
             match scan_frame(&self.buf, 0) {
-                Ok(Some(end)) => return Ok(self.buf.drain(..end).collect()),
+                Ok(Some(end)) => {
+                    let frame: Vec<u8> = self.buf.drain(..end).collect();
+                    if self.check_redirects
+                        && (frame.starts_with(b"-MOVED ") || frame.starts_with(b"-ASK "))
+                    {
+                        panic!(
+                            "a client of respite got a cluster redirect outside MULTI: {}",
+                            escape(&frame)
+                        );
+                    }
+                    return Ok(frame);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     return Err(io::Error::new(

@@ -23,6 +23,7 @@ use std::task::Poll;
 mod acl;
 mod client_ctl;
 mod cluster;
+mod cluster_hooks;
 mod compress;
 mod shard_pubsub;
 mod stats;
@@ -233,6 +234,10 @@ pub struct Session {
     /// `CLIENT TRACKING on REDIRECT id`: the respite id given (Redis was
     /// given the upstream id of that client's connection).
     redirect_to: Option<u64>,
+    /// Cluster mode, RESP3 passthrough: nothing was sent on the pinned
+    /// connection since its frames were last known queued (see
+    /// `cluster_hooks`).
+    passthrough_synced: bool,
 }
 
 impl Session {
@@ -301,6 +306,7 @@ impl Session {
             paused: false,
             tx_writes: false,
             redirect_to: None,
+            passthrough_synced: false,
         }
     }
 
@@ -340,7 +346,10 @@ impl Session {
                 .then_some((&self.st.meta.activity, self.st.proto));
             let drained = {
                 let mut stats = self.stats.as_deref_mut().map(|s| s.sink());
-                let d = self.queue.drain(&waker, |b, after| {
+                let d = self.queue.drain(&waker, |mut b, after| {
+                    if after != After::Queued && b.first() == Some(&b'-') {
+                        b = cluster_hooks::no_redirect(b, meta.id);
+                    }
                     if let Some(s) = shard.as_mut() {
                         if s.intercept(&b, &ctx.config.upstream) {
                             return;
@@ -1022,6 +1031,11 @@ impl Session {
                 self.shard_command(req, alloc)
             }
             _ => {
+                if self.cluster.is_some() {
+                    if let Some(flow) = self.passthrough_cluster(req, alloc) {
+                        return flow;
+                    }
+                }
                 let conn = match &self.pinned {
                     Some(p) => p.conn.clone(),
                     None => return Flow::Next,
@@ -1137,7 +1151,7 @@ impl Session {
             }
             None => return Flow::Next,
         };
-        let seq = alloc.pending();
+        let seq = self.pinned_slot(req, alloc);
         self.push(&conn, req.raw, Some((seq, WHOLE)), alloc);
         Flow::Next
     }
@@ -1241,7 +1255,7 @@ impl Session {
             }
             if !(p.clean() && alloc.is_empty()) {
                 let conn = p.conn.clone();
-                let seq = alloc.pending();
+                let seq = self.pinned_slot(req, alloc);
                 self.push(&conn, req.raw, Some((seq, WHOLE)), alloc);
                 return Flow::Next;
             }
@@ -1272,6 +1286,7 @@ impl Session {
             Some((conn, _))
                 if r.reply.starts_with(b"-TRYAGAIN") || r.reply.starts_with(b"-CLUSTERDOWN") =>
             {
+                let conn = self.redirect_conn(&r, conn);
                 // Keys of the slot in migration (TRYAGAIN), or the cluster
                 // failing over (CLUSTERDOWN): asking again at once would fail
                 // again, so wait, doubling each time, off this task.
@@ -1296,6 +1311,7 @@ impl Session {
                 return;
             }
             Some((conn, asking)) => {
+                let conn = self.redirect_conn(&r, conn);
                 if asking {
                     self.push(
                         &conn,
@@ -1342,6 +1358,9 @@ impl Session {
             }
         };
         batch.buf.extend_from_slice(raw);
+        if self.passthrough_synced && self.pinned.as_ref().is_some_and(|p| p.conn.same(conn)) {
+            self.passthrough_synced = false;
+        }
         if let Some((seq, part)) = target {
             if conn.pooled() {
                 alloc.hold(seq);
