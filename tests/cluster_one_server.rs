@@ -11,7 +11,7 @@
 mod common;
 
 use common::cluster::RedisCluster;
-use common::{encode_str, escape, Proxy, RawConn};
+use common::{encode_str, escape, info_field, Proxy, RawConn};
 use respite::cluster::key_slot;
 use std::time::{Duration, Instant};
 
@@ -126,11 +126,245 @@ fn no_redirect_outside_multi(cluster: &RedisCluster, proxy: &Proxy) {
     );
 }
 
+/// Acceptance 3: CONFIG SET on every node, CONFIG GET from one.
+fn config_on_every_node(cluster: &RedisCluster, proxy: &Proxy) {
+    let mut a = proxy.conn();
+    assert_eq!(
+        a.cmd_str(&["CONFIG", "SET", "list-max-listpack-size", "4"]),
+        b"+OK\r\n"
+    );
+    let want = b"*2\r\n$22\r\nlist-max-listpack-size\r\n$1\r\n4\r\n";
+    let mut b = proxy.conn();
+    assert_eq!(
+        escape(&b.cmd_str(&["CONFIG", "GET", "list-max-listpack-size"])),
+        escape(want)
+    );
+    for port in cluster.live_ports() {
+        let r = cluster
+            .conn(port)
+            .cmd_str(&["CONFIG", "GET", "list-max-listpack-size"]);
+        assert_eq!(escape(&r), escape(want), "node {port}");
+    }
+    // Lists of 5 elements are no longer listpacks on any primary.
+    for (k, port) in key_per_primary(cluster, "enc") {
+        assert_eq!(a.cmd_str(&["DEL", &k]).len(), 4);
+        assert_eq!(
+            a.cmd_str(&["RPUSH", &k, "1", "2", "3", "4", "5"]),
+            b":5\r\n"
+        );
+        assert_eq!(
+            a.cmd_str(&["OBJECT", "ENCODING", &k]),
+            b"$9\r\nquicklist\r\n",
+            "key {k} on {port}"
+        );
+        assert_eq!(a.cmd_str(&["DEL", &k]), b":1\r\n");
+    }
+    // A refused value: Redis's error, from the first node that refuses.
+    let r = a.cmd_str(&["CONFIG", "SET", "list-max-listpack-size", "nope"]);
+    assert!(r.starts_with(b"-ERR CONFIG SET failed"), "{}", escape(&r));
+    assert_eq!(
+        a.cmd_str(&["CONFIG", "SET", "list-max-listpack-size", "-2"]),
+        b"+OK\r\n"
+    );
+    // RESETSTAT on every node: the hits of earlier reads (every primary
+    // had some) are gone everywhere.
+    for port in cluster.primary_ports() {
+        let info = cluster.conn(port).cmd_str(&["INFO", "stats"]);
+        assert!(
+            info_field(&info, "keyspace_hits").unwrap() > 0,
+            "node {port}"
+        );
+    }
+    assert_eq!(a.cmd_str(&["CONFIG", "RESETSTAT"]), b"+OK\r\n");
+    for port in cluster.live_ports() {
+        let info = cluster.conn(port).cmd_str(&["INFO", "stats"]);
+        assert_eq!(info_field(&info, "keyspace_hits"), Some(0), "node {port}");
+    }
+}
+
+/// Acceptance 5: SCRIPT KILL reaches the node running the script.
+fn script_kill_anywhere(cluster: &RedisCluster, proxy: &Proxy) {
+    let mut idle = proxy.conn();
+    assert_eq!(
+        escape(&idle.cmd_str(&["SCRIPT", "KILL"])),
+        escape(b"-NOTBUSY No scripts in execution right now.\r\n")
+    );
+    assert_eq!(
+        escape(&idle.cmd_str(&["FUNCTION", "KILL"])),
+        escape(b"-NOTBUSY No scripts in execution right now.\r\n")
+    );
+    for (k, port) in key_per_primary(cluster, "busy") {
+        let mut looping = proxy.conn();
+        looping.send(&encode_str(&["EVAL", "while true do end", "1", &k]));
+        let mut direct = cluster.conn(port);
+        common::wait_until("the script runs", Duration::from_secs(10), || {
+            direct.cmd_str(&["PING"]).starts_with(b"-BUSY")
+        });
+        let mut killer = proxy.conn();
+        assert_eq!(
+            killer.cmd_str(&["SCRIPT", "KILL"]),
+            b"+OK\r\n",
+            "node {port}"
+        );
+        let r = looping.read_reply();
+        assert!(
+            r.starts_with(b"-ERR Script killed by user with SCRIPT KILL"),
+            "{}",
+            escape(&r)
+        );
+        assert_eq!(looping.cmd_str(&["PING"]), b"+PONG\r\n");
+    }
+}
+
+/// Acceptance 4: INFO counters are sums over the primaries.
+fn info_sums(cluster: &RedisCluster, proxy: &Proxy) {
+    let keys = key_per_primary(cluster, "blk");
+    let mut blocked: Vec<RawConn> = Vec::new();
+    for (k, _) in &keys {
+        let mut c = proxy.conn();
+        c.send(&encode_str(&["BLPOP", k, "0"]));
+        blocked.push(c);
+    }
+    let mut c = proxy.conn();
+    common::wait_until("3 clients blocked", Duration::from_secs(10), || {
+        info_field(&c.cmd_str(&["INFO", "clients"]), "blocked_clients") == Some(3)
+    });
+    // Direct connections, one per primary, kept open (each is one of its
+    // node's connected_clients, through respite too).
+    let mut direct: Vec<RawConn> = cluster
+        .primary_ports()
+        .iter()
+        .map(|p| cluster.conn(*p))
+        .collect();
+    let mut sum = |field: &str| -> i64 {
+        direct
+            .iter_mut()
+            .map(|d| info_field(&d.cmd_str(&["INFO"]), field).unwrap())
+            .sum()
+    };
+    for field in [
+        "total_commands_processed",
+        "keyspace_hits",
+        "connected_clients",
+    ] {
+        let before = sum(field);
+        let via = info_field(&c.cmd_str(&["INFO"]), field).unwrap();
+        let after = sum(field);
+        assert!(
+            before <= via && via <= after,
+            "{field}: {before} <= {via} <= {after}"
+        );
+    }
+    for (b, (k, _)) in blocked.iter_mut().zip(&keys) {
+        assert_eq!(c.cmd_str(&["RPUSH", k, "x"]), b":1\r\n");
+        let r = b.read_reply();
+        assert!(r.starts_with(b"*2\r\n"), "{}", escape(&r));
+    }
+    assert_eq!(
+        c.cmd_str(&["DEL", &keys[0].0, &keys[1].0, &keys[2].0]),
+        b":0\r\n"
+    );
+}
+
+/// Acceptance 6: RANDOMKEY finds the one key of the cluster.
+fn randomkey_over_primaries(proxy: &Proxy) {
+    let mut c = proxy.conn();
+    assert_eq!(c.cmd_str(&["FLUSHALL"]), b"+OK\r\n");
+    assert_eq!(c.cmd_str(&["RANDOMKEY"]), b"$-1\r\n");
+    assert_eq!(c.cmd_str(&["SET", "only", "1"]), b"+OK\r\n");
+    for i in 0..100 {
+        assert_eq!(c.cmd_str(&["RANDOMKEY"]), b"$4\r\nonly\r\n", "call {i}");
+    }
+    hello3(&mut c);
+    assert_eq!(c.cmd_str(&["RANDOMKEY"]), b"$4\r\nonly\r\n");
+    assert_eq!(c.cmd_str(&["FLUSHALL"]), b"+OK\r\n");
+}
+
+/// `PUBSUB NUMSUB` pairs as (channel, count).
+fn numsub(c: &mut RawConn, args: &[&str]) -> Vec<u8> {
+    c.cmd_str(&[&["PUBSUB"], args].concat())
+}
+
+/// Acceptance 1: PUBLISH counts and PUBSUB answers are one server's for
+/// respite's subscribers (channels hashing to different nodes).
+fn publish_counts(cluster: &RedisCluster, proxy: &Proxy) {
+    let mut p = proxy.conn();
+    common::wait_until("earlier subscribers gone", Duration::from_secs(10), || {
+        p.cmd_str(&["PUBSUB", "NUMPAT"]) == b":0\r\n"
+            && p.cmd_str(&["PUBSUB", "CHANNELS"]) == b"*0\r\n"
+    });
+    let chans: Vec<String> = key_per_primary(cluster, "ch")
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    let (c0, c1, c2) = (&chans[0], &chans[1], &chans[2]);
+    assert_eq!(p.cmd_str(&["PUBLISH", c0, "m"]), b":0\r\n");
+    let mut s1 = proxy.conn();
+    s1.send(&encode_str(&["SUBSCRIBE", c0]));
+    assert!(s1.read_reply().ends_with(b":1\r\n"));
+    assert_eq!(p.cmd_str(&["PUBLISH", c0, "m1"]), b":1\r\n");
+    let mut s2 = proxy.conn();
+    hello3(&mut s2);
+    s2.send(&encode_str(&["SUBSCRIBE", c0, c1]));
+    s2.read_reply();
+    s2.read_reply();
+    assert_eq!(p.cmd_str(&["PUBLISH", c0, "m2"]), b":2\r\n");
+    assert_eq!(p.cmd_str(&["PUBLISH", c1, "m3"]), b":1\r\n");
+    let mut s3 = proxy.conn();
+    s3.send(&encode_str(&["PSUBSCRIBE", "ch-*"]));
+    s3.read_reply();
+    assert_eq!(p.cmd_str(&["PUBLISH", c2, "m4"]), b":1\r\n");
+    assert_eq!(p.cmd_str(&["PUBLISH", c0, "m5"]), b":3\r\n");
+    let want = format!(
+        "*6\r\n${}\r\n{c0}\r\n:2\r\n${}\r\n{c1}\r\n:1\r\n${}\r\n{c2}\r\n:0\r\n",
+        c0.len(),
+        c1.len(),
+        c2.len()
+    );
+    assert_eq!(
+        escape(&numsub(&mut p, &["NUMSUB", c0, c1, c2])),
+        escape(want.as_bytes())
+    );
+    assert_eq!(p.cmd_str(&["PUBSUB", "NUMPAT"]), b":1\r\n");
+    let r = p.cmd_str(&["PUBSUB", "CHANNELS"]);
+    assert!(r.starts_with(b"*2\r\n"), "{}", escape(&r));
+    for c in [c0, c1] {
+        assert!(escape(&r).contains(c.as_str()), "{}", escape(&r));
+    }
+    // Shard channels live on their slot's node: summed over the primaries.
+    let mut s4 = proxy.conn();
+    s4.send(&encode_str(&["SSUBSCRIBE", c1]));
+    s4.read_reply();
+    let want = format!("*2\r\n${}\r\n{c1}\r\n:1\r\n", c1.len());
+    assert_eq!(
+        escape(&numsub(&mut p, &["SHARDNUMSUB", c1])),
+        escape(want.as_bytes())
+    );
+    let want = format!("*1\r\n${}\r\n{c1}\r\n", c1.len());
+    assert_eq!(
+        escape(&numsub(&mut p, &["SHARDCHANNELS"])),
+        escape(want.as_bytes())
+    );
+    // Every message arrived once.
+    for (c, n) in [(&mut s1, 3), (&mut s2, 3), (&mut s3, 2)] {
+        for _ in 0..n {
+            let r = c.read_reply();
+            assert!(escape(&r).contains("message"), "{}", escape(&r));
+        }
+        c.expect_silence(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn keyless_commands_answer_as_one_server() {
     let t0 = Instant::now();
     let cluster = RedisCluster::start(3, 1);
     let proxy = cluster_proxy(&cluster);
     no_redirect_outside_multi(&cluster, &proxy);
+    config_on_every_node(&cluster, &proxy);
+    script_kill_anywhere(&cluster, &proxy);
+    info_sums(&cluster, &proxy);
+    randomkey_over_primaries(&proxy);
+    publish_counts(&cluster, &proxy);
     eprintln!("done in {:?}", t0.elapsed());
 }

@@ -8,6 +8,7 @@
 //! - [`redirect`]: `-MOVED` and `-ASK` error replies.
 
 pub mod discover;
+pub mod fanout;
 pub mod redirect;
 pub mod slots;
 pub mod topology;

@@ -125,7 +125,10 @@ pub enum Compress {
     BitOp,
 }
 
-/// How a command goes to a Redis Cluster, and how replies merge.
+/// How a command goes to a Redis Cluster, and how replies merge. The
+/// policy of every command not routed by its key is listed in [`CLUSTER`]
+/// with the reason for it; `docs/cluster.md` carries the same list
+/// ([`cluster_doc`], a test keeps the two equal).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cluster {
     /// To the primary of its keys' slot; keys in several slots get
@@ -136,10 +139,18 @@ pub enum Cluster {
     Split(Split),
     /// Keyless: sent to every serving primary, replies merged.
     AllPrimaries(Merge),
-    /// Keyless, with these subcommands: to every serving primary, merged;
-    /// other subcommands as [`Cluster::Slot`].
-    AllPrimariesFor(&'static [&'static str], Merge),
-    /// `INFO`: every primary when the keyspace section is asked for.
+    /// Keyless: sent to every node, primaries and replicas, replies merged.
+    AllNodes(Merge),
+    /// Keyless: sent to every serving primary on its control connection
+    /// (out of band: it must reach a node busy with a script), merged.
+    AllPrimariesOutOfBand(Merge),
+    /// Keyless: one fixed node (the primary serving slot 0, else the first
+    /// serving primary), so every client reads the same node.
+    Fixed,
+    /// By subcommand (the second argument, case-insensitively); the
+    /// subcommands not listed follow [`Cluster::Slot`].
+    Sub(&'static [(&'static str, Cluster)]),
+    /// `INFO`: every primary, additive fields summed (`router::info`).
     Info,
     /// `SCAN`: the cursor names the node and that node's cursor.
     Scan,
@@ -160,12 +171,23 @@ pub enum Split {
     SumInt,
 }
 
-/// How the replies of every primary merge.
+/// How the replies of several nodes merge (the first error wins unless
+/// said otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Merge {
+    /// Integers summed.
     SumInt,
+    /// Arrays concatenated.
     Concat,
+    /// `+OK` only if every node says so, else the first error.
     AllOk,
+    /// `+OK` if any node says so; else the first error other than
+    /// `-NOTBUSY`; else `-NOTBUSY` (nothing was running anywhere).
+    AnyOk,
+    /// One of the non-nil replies, chosen at random (nil if all are).
+    AnyNonNil,
+    /// Arrays of name/count pairs: the counts summed position by position.
+    SumPairs,
 }
 
 /// The near-cache class (issue 19). The near cache is not built: every
@@ -325,40 +347,174 @@ const COMPRESS: &[(&str, Compress)] = &[
     ("bitop", Compress::BitOp),
 ];
 
-/// Cluster policies other than [`Cluster::Slot`]; each line says why.
-const CLUSTER: &[(&str, Cluster)] = &[
-    // What Redis Cluster clients split by slot: the merge is exact.
-    ("mget", Cluster::Split(Split::Scatter)),
-    ("mset", Cluster::Split(Split::PairsAllOk)),
-    ("del", Cluster::Split(Split::SumInt)),
-    ("unlink", Cluster::Split(Split::SumInt)),
-    ("exists", Cluster::Split(Split::SumInt)),
-    ("touch", Cluster::Split(Split::SumInt)),
-    // Counts and key listings cover every primary's share of the keyspace.
-    ("dbsize", Cluster::AllPrimaries(Merge::SumInt)),
-    ("keys", Cluster::AllPrimaries(Merge::Concat)),
-    // The keyspace section counts every primary's keys.
-    ("info", Cluster::Info),
-    // One address, one node: the cluster as a whole, seen as one node.
-    ("cluster", Cluster::ClusterCmd),
-    // Writes to the whole keyspace, or scripts every node must know.
-    ("flushall", Cluster::AllPrimaries(Merge::AllOk)),
-    ("flushdb", Cluster::AllPrimaries(Merge::AllOk)),
-    (
-        "script",
-        Cluster::AllPrimariesFor(&["load", "flush"], Merge::AllOk),
-    ),
-    (
-        "function",
-        Cluster::AllPrimariesFor(&["load", "flush", "delete", "restore"], Merge::AllOk),
-    ),
-    // The cursor names the node (low bits) and that node's cursor.
-    ("scan", Cluster::Scan),
-    // Connection flags of cluster clients: meaningless through one address.
-    ("readonly", Cluster::Ok),
-    ("readwrite", Cluster::Ok),
-    ("asking", Cluster::Ok),
+/// Cluster policies other than [`Cluster::Slot`], one line per command:
+/// name, policy, and why (the reason is also the `docs/cluster.md` text).
+pub const CLUSTER: &[(&str, Cluster, &str)] = &[
+    ("mget", Cluster::Split(Split::Scatter), "What cluster clients split by slot: values back in argument order."),
+    ("mset", Cluster::Split(Split::PairsAllOk), "What cluster clients split by slot: +OK once every part is."),
+    ("del", Cluster::Split(Split::SumInt), "What cluster clients split by slot: the counts summed."),
+    ("unlink", Cluster::Split(Split::SumInt), "What cluster clients split by slot: the counts summed."),
+    ("exists", Cluster::Split(Split::SumInt), "What cluster clients split by slot: the counts summed."),
+    ("touch", Cluster::Split(Split::SumInt), "What cluster clients split by slot: the counts summed."),
+    ("dbsize", Cluster::AllPrimaries(Merge::SumInt), "Every primary holds a share of the keyspace."),
+    ("keys", Cluster::AllPrimaries(Merge::Concat), "Every primary holds a share of the keyspace."),
+    ("randomkey", Cluster::AllPrimaries(Merge::AnyNonNil), "Nil only when no primary holds a key."),
+    ("info", Cluster::Info, "One server's counters are the sums over the primaries (fields listed below)."),
+    ("cluster", Cluster::ClusterCmd, "The cluster seen as one node: CLUSTER INFO and KEYSLOT answered by respite."),
+    ("flushall", Cluster::AllPrimaries(Merge::AllOk), "Writes to the whole keyspace."),
+    ("flushdb", Cluster::AllPrimaries(Merge::AllOk), "Writes to the whole keyspace."),
+    ("script", Cluster::Sub(&[
+        ("load", Cluster::AllPrimaries(Merge::AllOk)),
+        ("flush", Cluster::AllPrimaries(Merge::AllOk)),
+        ("kill", Cluster::AllPrimariesOutOfBand(Merge::AnyOk)),
+    ]), "Every node must know a script; a busy script may run on any primary."),
+    ("function", Cluster::Sub(&[
+        ("load", Cluster::AllPrimaries(Merge::AllOk)),
+        ("flush", Cluster::AllPrimaries(Merge::AllOk)),
+        ("delete", Cluster::AllPrimaries(Merge::AllOk)),
+        ("restore", Cluster::AllPrimaries(Merge::AllOk)),
+        ("kill", Cluster::AllPrimariesOutOfBand(Merge::AnyOk)),
+    ]), "Every node must know a library; a busy function may run on any primary."),
+    ("config", Cluster::Sub(&[
+        ("set", Cluster::AllNodes(Merge::AllOk)),
+        ("resetstat", Cluster::AllNodes(Merge::AllOk)),
+        ("rewrite", Cluster::AllNodes(Merge::AllOk)),
+        ("get", Cluster::Fixed),
+    ]), "One server has one configuration: changed on every node (replicas too, for a failover), read from one."),
+    ("slowlog", Cluster::Sub(&[
+        ("get", Cluster::AllPrimaries(Merge::Concat)),
+        ("len", Cluster::AllPrimaries(Merge::SumInt)),
+        ("reset", Cluster::AllPrimaries(Merge::AllOk)),
+    ]), "Slow commands run on every primary (entry ids are per node)."),
+    ("publish", Cluster::Fixed, "The node respite's SUBSCRIBE/PSUBSCRIBE use: the count is of respite's subscribers, as one server's."),
+    ("pubsub", Cluster::Sub(&[
+        ("channels", Cluster::Fixed),
+        ("numsub", Cluster::Fixed),
+        ("numpat", Cluster::Fixed),
+        ("shardchannels", Cluster::AllPrimaries(Merge::Concat)),
+        ("shardnumsub", Cluster::AllPrimaries(Merge::SumPairs)),
+    ]), "Subscriptions live on the fixed node; shard channels on the node of their slot."),
+    ("time", Cluster::Fixed, "One clock for every client."),
+    ("lastsave", Cluster::Fixed, "One node's save time, the same for every client."),
+    ("memory", Cluster::Sub(&[("stats", Cluster::Fixed), ("doctor", Cluster::Fixed)]), "One node's allocator report, the same for every client (MEMORY USAGE goes by its key)."),
+    ("latency", Cluster::Fixed, "One node's latency monitor, the same for every client."),
+    ("debug", Cluster::Fixed, "A debugging aid: one fixed node."),
+    ("scan", Cluster::Scan, "The cursor names the node (low 10 bits) and that node's cursor."),
+    ("readonly", Cluster::Ok, "Connection flags of cluster clients: meaningless through one address."),
+    ("readwrite", Cluster::Ok, "Connection flags of cluster clients: meaningless through one address."),
+    ("asking", Cluster::Ok, "Connection flags of cluster clients: meaningless through one address."),
 ];
+
+/// The policy of a request whose arguments are `args`: [`Cluster::Sub`]
+/// resolved by its subcommand.
+pub fn cluster_policy(info: &Info, args: &[&[u8]]) -> Cluster {
+    match info.cluster {
+        Cluster::Sub(subs) => args
+            .get(1)
+            .and_then(|a| {
+                subs.iter()
+                    .find(|(s, _)| a.eq_ignore_ascii_case(s.as_bytes()))
+                    .map(|(_, p)| *p)
+            })
+            .unwrap_or(Cluster::Slot),
+        p => p,
+    }
+}
+
+/// How a policy reads in the docs.
+fn describe(p: Cluster) -> String {
+    let merge = |m: Merge| match m {
+        Merge::SumInt => "integers summed",
+        Merge::Concat => "arrays concatenated",
+        Merge::AllOk => "+OK if all succeed, else the first error",
+        Merge::AnyOk => "+OK if any succeeds, -NOTBUSY only if none was busy",
+        Merge::AnyNonNil => "a non-nil reply at random",
+        Merge::SumPairs => "counts summed per name",
+    };
+    match p {
+        Cluster::Slot => "one primary chosen per client".into(),
+        Cluster::Split(_) => "split per slot, merged".into(),
+        Cluster::AllPrimaries(m) => format!("every primary; {}", merge(m)),
+        Cluster::AllNodes(m) => format!("every node (primaries and replicas); {}", merge(m)),
+        Cluster::AllPrimariesOutOfBand(m) => {
+            format!("every primary, out of band; {}", merge(m))
+        }
+        Cluster::Fixed => "the fixed node (the primary of slot 0)".into(),
+        Cluster::Sub(subs) => {
+            let mut parts: Vec<String> = subs
+                .iter()
+                .map(|(s, p)| format!("{}: {}", s.to_ascii_uppercase(), describe(*p)))
+                .collect();
+            parts.push("other subcommands: one primary chosen per client".into());
+            parts.join("<br>")
+        }
+        Cluster::Info => "every primary; additive fields summed".into(),
+        Cluster::Scan => "every primary in turn (node in the cursor)".into(),
+        Cluster::ClusterCmd => {
+            "INFO, KEYSLOT answered by respite; others one primary chosen per client".into()
+        }
+        Cluster::Ok => "answered +OK by respite".into(),
+    }
+}
+
+/// The markdown table of every keyless command's cluster policy (every
+/// command of the table without keys), as `docs/cluster.md` carries it
+/// between its table markers.
+pub fn cluster_doc() -> String {
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    for info in all().iter().skip(1) {
+        if info.keys != KeyRule::None {
+            continue;
+        }
+        let listed = CLUSTER.iter().find(|c| c.0 == info.name);
+        let (policy, why) = match (listed, info.kind) {
+            (Some(&(_, p, why)), _) => (describe(p), why.to_string()),
+            (None, Kind::Local(_)) => (
+                "answered by respite".into(),
+                "Connection state and respite's own commands, kept per client.".into(),
+            ),
+            (None, Kind::Tag(TagCmd::Command)) => (
+                "one primary chosen per client; respite adds its tag commands".into(),
+                "Every node has the same command table.".into(),
+            ),
+            (None, Kind::Passthrough) if info.name == "monitor" => (
+                "a pinned connection to the fixed node".into(),
+                "Shows that node's commands only: a documented limitation.".into(),
+            ),
+            (None, Kind::Tag(_)) => (
+                "respite's tag commands (docs/tags.md)".into(),
+                "Tags are respite's own.".into(),
+            ),
+            (None, Kind::Passthrough) => (
+                "a pinned connection to the fixed node (the primary of slot 0)".into(),
+                "Where PUBLISH and PUBSUB go, so counts are one server's (SSUBSCRIBE goes by its channel's slot).".into(),
+            ),
+            (None, Kind::Blocking | Kind::BlockingIfArg(_)) => (
+                "a pinned connection to the fixed node".into(),
+                "It blocks its connection (see WAIT below).".into(),
+            ),
+            (None, Kind::Transaction(_)) => (
+                "the transaction's node (its first key's)".into(),
+                "A transaction runs on one node, as in Redis Cluster.".into(),
+            ),
+            (None, Kind::Refused(_)) => (
+                "refused".into(),
+                "Replication would make respite a replica's primary.".into(),
+            ),
+            (None, _) => (
+                "one primary chosen per client".into(),
+                "No cluster-wide meaning defined: one node's answer.".into(),
+            ),
+        };
+        rows.push((info.name.to_ascii_uppercase(), policy, why));
+    }
+    rows.sort();
+    let mut out = String::from("| Command | Policy | Why |\n|---|---|---|\n");
+    for (name, policy, why) in rows {
+        out.push_str(&format!("| `{name}` | {policy} | {why} |\n"));
+    }
+    out
+}
 
 /// Statistics hit rules (see [`HitRule`]).
 const HITS: &[(HitRule, &[&str])] = &[
@@ -528,7 +684,7 @@ fn build() -> Table {
     for &(name, class) in COMPRESS {
         entry(&mut t, name).compress = class;
     }
-    for &(name, policy) in CLUSTER {
+    for &(name, policy, _) in CLUSTER {
         entry(&mut t, name).cluster = policy;
     }
     // Statistics: every top-level command of the built-in key table, with
@@ -605,6 +761,28 @@ mod tests {
         // Every name of the built-in key table is reachable.
         for c in KeyTable::builtin().iter().filter(|c| !c.name.contains('|')) {
             assert_ne!(classify(c.name.as_bytes()).id, 0, "{}", c.name);
+        }
+    }
+
+    /// `docs/cluster.md` carries [`cluster_doc`] between its markers, and
+    /// every field `INFO` sums.
+    #[test]
+    fn cluster_doc_is_the_table() {
+        let doc = include_str!("../../docs/cluster.md");
+        let start = "<!-- keyless-policies:start (generated by command::table::cluster_doc; a test checks) -->\n";
+        let end = "<!-- keyless-policies:end -->";
+        let a = doc.find(start).expect("start marker") + start.len();
+        let b = doc.find(end).expect("end marker");
+        let generated = cluster_doc();
+        assert!(
+            doc[a..b] == generated,
+            "docs/cluster.md is out of date; put this between the markers:\n{generated}"
+        );
+        for f in crate::router::info::ADDITIVE {
+            assert!(
+                doc.contains(&format!("`{f}`")),
+                "docs/cluster.md lacks INFO field {f}"
+            );
         }
     }
 

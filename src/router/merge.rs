@@ -30,6 +30,49 @@ pub enum Merge {
     /// `INFO` from every primary: the first node's text with its `# Keyspace`
     /// section replaced by the sum over all nodes.
     InfoKeyspace,
+    /// `INFO` from every primary: additive fields summed (see
+    /// [`crate::router::info`]), the `# Keyspace` section summed.
+    Info,
+    /// `+OK` if any part is; else the first error other than `-NOTBUSY`;
+    /// else the first part (`SCRIPT KILL`, `FUNCTION KILL`).
+    AnyOk,
+    /// One non-nil part chosen at random, nil if all are (`RANDOMKEY`).
+    AnyNonNil,
+    /// Arrays of name/count pairs in the same order: the first part's
+    /// names, the counts summed (`PUBSUB SHARDNUMSUB`).
+    SumPairs,
+}
+
+/// `SCRIPT KILL`/`FUNCTION KILL` on every primary: `+OK` if a script was
+/// killed anywhere; else an error other than `-NOTBUSY` (a script that
+/// cannot be killed); else `-NOTBUSY` (none was running).
+fn any_ok(parts: Vec<Bytes>) -> Bytes {
+    if let Some(ok) = parts.iter().find(|p| p.starts_with(b"+OK")) {
+        return ok.clone();
+    }
+    if let Some(e) = parts
+        .iter()
+        .find(|p| p.first() == Some(&b'-') && !p.starts_with(b"-NOTBUSY"))
+    {
+        return e.clone();
+    }
+    parts.into_iter().next().unwrap_or_default()
+}
+
+/// A nil reply (RESP2 or RESP3).
+fn is_nil(p: &[u8]) -> bool {
+    p == b"$-1\r\n" || p == b"_\r\n" || p == b"*-1\r\n"
+}
+
+/// An index below `n`, different from call to call.
+fn pick(n: usize) -> usize {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
+    let mut x = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    (x % n as u64) as usize
 }
 
 /// Low bits of a proxy `SCAN` cursor that name the node.
@@ -38,11 +81,67 @@ pub const SCAN_NODE_BITS: u32 = 10;
 /// Combine part replies; the first error reply wins, as a client talking to
 /// the nodes itself would see it.
 pub fn merge(how: Merge, parts: Vec<Bytes>) -> Bytes {
+    if how == Merge::AnyOk {
+        return any_ok(parts);
+    }
     if let Some(err) = parts.iter().find(|p| p.first() == Some(&b'-')) {
         return err.clone();
     }
     let mut out = BytesMut::new();
     match how {
+        Merge::AnyOk => return any_ok(parts),
+        Merge::SumPairs => {
+            let mut arrays = Vec::with_capacity(parts.len());
+            for p in &parts {
+                match elements(p) {
+                    Some(e) if e.len() % 2 == 0 => arrays.push(e),
+                    _ => return bad_part(p),
+                }
+            }
+            let first = &arrays[0];
+            encode::array(&mut out, first.len());
+            for i in (0..first.len()).step_by(2) {
+                let mut sum = 0i64;
+                for a in &arrays {
+                    match a.get(i + 1).and_then(|e| int_of(e)) {
+                        Some(v) => sum += v,
+                        None => return bad_part(&parts[0]),
+                    }
+                }
+                out.extend_from_slice(first[i]);
+                encode::int(&mut out, sum);
+            }
+        }
+        Merge::AnyNonNil => {
+            let found: Vec<&Bytes> = parts.iter().filter(|p| !is_nil(p)).collect();
+            if found.is_empty() {
+                return parts.into_iter().next().unwrap_or_default();
+            }
+            return found[pick(found.len())].clone();
+        }
+        Merge::Info => {
+            let mut texts = Vec::with_capacity(parts.len());
+            for p in &parts {
+                match info_text(p) {
+                    Some(t) => texts.push(t),
+                    None => return bad_part(p),
+                }
+            }
+            let (verbatim, _) = texts[0];
+            let merged = super::info::merge(&texts.iter().map(|t| t.1).collect::<Vec<_>>());
+            match verbatim {
+                Some(fmt) => {
+                    let mut body = Vec::with_capacity(merged.len() + 4);
+                    body.extend_from_slice(fmt);
+                    body.push(b':');
+                    body.extend_from_slice(merged.as_bytes());
+                    out.extend_from_slice(format!("={}\r\n", body.len()).as_bytes());
+                    out.extend_from_slice(&body);
+                    out.extend_from_slice(b"\r\n");
+                }
+                None => encode::bulk(&mut out, merged.as_bytes()),
+            }
+        }
         Merge::AllOk => return parts.into_iter().next().unwrap_or_default(),
         Merge::Last => return parts.into_iter().last().unwrap_or_default(),
         Merge::SumInt => {
@@ -163,7 +262,7 @@ fn info_text(p: &[u8]) -> Option<(Option<&[u8]>, &str)> {
 /// `base` with the lines of its `# Keyspace` section replaced by the sums of
 /// every text's `dbN:keys=..,expires=..,avg_ttl=..` lines. Counts add up;
 /// `avg_ttl` is averaged weighted by each node's `expires`.
-fn sum_keyspace<'a>(base: &str, texts: impl Iterator<Item = &'a str>) -> String {
+pub(crate) fn sum_keyspace<'a>(base: &str, texts: impl Iterator<Item = &'a str>) -> String {
     // Per database: its fields summed in first-seen order, and the
     // numerator of the weighted avg_ttl.
     type Db = (u32, Vec<(String, i64)>, i128);

@@ -1,6 +1,7 @@
 //! Routing: the deployment the proxy fronts ([`Deployment`], the one source
 //! of the mode) and how a split request's replies merge back ([`merge`]).
 
+pub mod info;
 pub mod merge;
 
 use crate::config::{Config, Mode};

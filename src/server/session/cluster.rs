@@ -185,16 +185,24 @@ impl Session {
             args.get(1)
                 .is_some_and(|a| subs.iter().any(|s| a.eq_ignore_ascii_case(s.as_bytes())))
         };
-        match req.cmd.cluster {
+        match table::cluster_policy(req.cmd, args) {
             Cluster::AllPrimaries(merge) => {
                 self.all_primaries(req.raw, &primaries, merge_of(merge), alloc)
             }
-            Cluster::AllPrimariesFor(subs, merge) if sub(subs) => {
-                self.all_primaries(req.raw, &primaries, merge_of(merge), alloc)
+            Cluster::AllNodes(merge) => {
+                self.all_primaries(req.raw, &map.all_nodes(), merge_of(merge), alloc)
             }
-            Cluster::Info if info_has_keyspace(&args[1..]) => {
-                self.all_primaries(req.raw, &primaries, Merge::InfoKeyspace, alloc)
+            Cluster::AllPrimariesOutOfBand(merge) => {
+                self.out_of_band_all(req.raw, &primaries, merge_of(merge), alloc)
             }
+            Cluster::Fixed => {
+                let addr = fixed_node(map, &primaries);
+                let conn = self.cluster_conn(&addr);
+                let seq = alloc.pending();
+                self.push(&conn, req.raw, Some((seq, WHOLE)), alloc);
+                Flow::Next
+            }
+            Cluster::Info => self.all_primaries(req.raw, &primaries, Merge::Info, alloc),
             Cluster::ClusterCmd if args.len() == 2 && sub(&["info"]) => {
                 let text = cluster_info(map);
                 let mut b = BytesMut::new();
@@ -556,8 +564,9 @@ impl Session {
         routed.first().map(|&i| key_slot(args[i]))
     }
 
-    /// The primary of `slot`, else the first primary (a keyless request's
-    /// provisional node).
+    /// The primary of `slot`, else the fixed node (a keyless request's
+    /// provisional node; the node of `SUBSCRIBE`/`PSUBSCRIBE`, where
+    /// `PUBLISH` and `PUBSUB` go too, so their counts are one server's).
     fn tx_addr(&self, slot: Option<u16>) -> Arc<str> {
         let Some(topo) = &self.cluster else {
             return self.worker.node().addr().clone();
@@ -566,11 +575,11 @@ impl Session {
         if let Some(shard) = slot.and_then(|s| map.node_for(s)) {
             return shard.primary.as_str().into();
         }
-        map.serving_primaries()
-            .into_iter()
-            .next()
-            .map(Arc::from)
-            .unwrap_or_else(|| self.worker.node().addr().clone())
+        let primaries = map.serving_primaries();
+        if primaries.is_empty() {
+            return self.worker.node().addr().clone();
+        }
+        Arc::from(fixed_node(&map, &primaries))
     }
 
     /// The node a pinned connection goes to: the slot owner of the request's
@@ -586,17 +595,18 @@ fn merge_of(m: table::Merge) -> Merge {
         table::Merge::SumInt => Merge::SumInt,
         table::Merge::Concat => Merge::Concat,
         table::Merge::AllOk => Merge::AllOk,
+        table::Merge::AnyOk => Merge::AnyOk,
+        table::Merge::AnyNonNil => Merge::AnyNonNil,
+        table::Merge::SumPairs => Merge::SumPairs,
     }
 }
 
-/// Whether `INFO [section ...]` includes the keyspace section.
-fn info_has_keyspace(sections: &[&[u8]]) -> bool {
-    sections.is_empty()
-        || sections.iter().any(|s| {
-            ["keyspace", "all", "everything", "default"]
-                .iter()
-                .any(|k| s.eq_ignore_ascii_case(k.as_bytes()))
-        })
+/// The node of [`Cluster::Fixed`]: the primary serving slot 0, else the
+/// first serving primary.
+fn fixed_node(map: &SlotMap, primaries: &[String]) -> String {
+    map.node_for(0)
+        .map(|s| s.primary.clone())
+        .unwrap_or_else(|| primaries[0].clone())
 }
 
 /// `CLUSTER INFO` for the proxy as a single node owning every served slot.

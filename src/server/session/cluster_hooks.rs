@@ -50,6 +50,30 @@ pub(super) fn no_redirect(reply: Bytes, client: u64) -> Bytes {
 }
 
 impl Session {
+    /// `SCRIPT KILL`, `FUNCTION KILL` in cluster mode: on every primary's
+    /// control connection (out of band, as in standalone mode), the replies
+    /// merged; later requests wait for it.
+    pub(super) fn out_of_band_all(
+        &mut self,
+        raw: &[u8],
+        primaries: &[String],
+        merge: crate::router::merge::Merge,
+        alloc: &mut Alloc,
+    ) -> Flow {
+        let controls: Vec<_> = primaries
+            .iter()
+            .map(|a| crate::upstream::control::of(&self.ctx.config, a))
+            .collect();
+        let request = Bytes::copy_from_slice(raw);
+        let queue = self.queue.clone();
+        let seq = alloc.pending();
+        tokio::spawn(async move {
+            let replies = crate::cluster::fanout::call_all(controls, request).await;
+            queue.deliver(seq, WHOLE, crate::router::merge::merge(merge, replies));
+        });
+        Flow::WaitAfter
+    }
+
     /// The reply slot of a request sent on the pinned connection: inside a
     /// transaction marked [`After::Queued`]; in cluster mode outside one,
     /// kept for a retry when the request may have a key.

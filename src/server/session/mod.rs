@@ -347,13 +347,13 @@ impl Session {
             let drained = {
                 let mut stats = self.stats.as_deref_mut().map(|s| s.sink());
                 let d = self.queue.drain(&waker, |mut b, after| {
-                    if after != After::Queued && b.first() == Some(&b'-') {
-                        b = cluster_hooks::no_redirect(b, meta.id);
-                    }
                     if let Some(s) = shard.as_mut() {
                         if s.intercept(&b, &ctx.config.upstream) {
                             return;
                         }
+                    }
+                    if after != After::Queued && b.first() == Some(&b'-') {
+                        b = cluster_hooks::no_redirect(b, meta.id);
                     }
                     if let Some((a, proto)) = subscribed {
                         a.pubsub_frame(proto, &b);
