@@ -9,6 +9,7 @@
 
 pub mod discover;
 pub mod fanout;
+pub mod pubsub;
 pub mod redirect;
 pub mod slots;
 pub mod topology;

@@ -50,6 +50,53 @@ pub(super) fn no_redirect(reply: Bytes, client: u64) -> Bytes {
 }
 
 impl Session {
+    /// Cluster mode: a `SUBSCRIBE`, `PSUBSCRIBE`, `UNSUBSCRIBE` or
+    /// `PUNSUBSCRIBE` just sent on the pinned connection. Keyspace and
+    /// keyevent subscriptions are followed on every other primary
+    /// (`cluster::pubsub`).
+    pub(super) fn keyspace_follow(&mut self, req: &Req) {
+        use crate::cluster::pubsub::{is_keyspace, Connect, Keyspace};
+        let Some(topo) = self.cluster.clone() else {
+            return;
+        };
+        let name = req.arg(0);
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        let (subscribe, pattern) = if is("subscribe") {
+            (true, false)
+        } else if is("psubscribe") {
+            (true, true)
+        } else if is("unsubscribe") {
+            (false, false)
+        } else if is("punsubscribe") {
+            (false, true)
+        } else {
+            return;
+        };
+        let args: Vec<&[u8]> = (1..req.argc()).map(|i| req.arg(i)).collect();
+        if !subscribe {
+            if let Some(k) = &self.keyspace {
+                k.unsubscribe(pattern, &args);
+            }
+            return;
+        }
+        if !args.iter().any(|a| is_keyspace(a, pattern)) {
+            return;
+        }
+        if self.keyspace.is_none() {
+            let Some(home) = self.pinned.as_ref().map(|p| p.conn.addr().clone()) else {
+                return;
+            };
+            let ctx = self.ctx.clone();
+            let proto = self.st.proto;
+            let connect: Connect =
+                Box::new(move |addr, queue| ctx.pinned.acquire(addr, 0, proto, queue));
+            self.keyspace = Some(Keyspace::start(topo, home, self.queue.clone(), connect));
+        }
+        if let Some(k) = &self.keyspace {
+            k.subscribe(pattern, &args);
+        }
+    }
+
     /// `SCRIPT KILL`, `FUNCTION KILL` in cluster mode: on every primary's
     /// control connection (out of band, as in standalone mode), the replies
     /// merged; later requests wait for it.

@@ -238,6 +238,8 @@ pub struct Session {
     /// connection since its frames were last known queued (see
     /// `cluster_hooks`).
     passthrough_synced: bool,
+    /// Cluster mode: keyspace subscriptions followed on every primary.
+    keyspace: Option<crate::cluster::pubsub::Keyspace>,
 }
 
 impl Session {
@@ -307,6 +309,7 @@ impl Session {
             tx_writes: false,
             redirect_to: None,
             passthrough_synced: false,
+            keyspace: None,
         }
     }
 
@@ -1006,6 +1009,7 @@ impl Session {
                 if let Some(p) = self.pinned.take() {
                     p.conn.close();
                 }
+                self.keyspace = None;
                 self.local(Local::Reset, req, alloc)
             }
             // Tracking state lives on the pinned connection: Redis answers
@@ -1041,6 +1045,9 @@ impl Session {
                     None => return Flow::Next,
                 };
                 self.push(&conn, req.raw, None, alloc);
+                if self.cluster.is_some() {
+                    self.keyspace_follow(req);
+                }
                 Flow::Next
             }
         }
@@ -1123,6 +1130,9 @@ impl Session {
             return self.shard_command(req, alloc);
         }
         self.push(&conn, req.raw, None, alloc);
+        if self.cluster.is_some() {
+            self.keyspace_follow(req);
+        }
         Flow::Next
     }
 
@@ -1463,6 +1473,7 @@ impl Session {
                 if let Some(p) = self.pinned.take() {
                     p.conn.close();
                 }
+                self.keyspace = None;
                 self.last_conn = None;
                 self.leave_streaming(alloc);
                 alloc.ready(reply, After::Nothing);
