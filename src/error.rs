@@ -52,6 +52,9 @@ enum What {
     Line(Cow<'static, str>),
     /// A node could not be reached or its connection failed.
     Unavailable { addr: String, why: String },
+    /// A node answered respite's own handshake (`AUTH`, `HELLO`, `SELECT`)
+    /// with the error `reply` (no `-`, no CRLF).
+    HandshakeRefused { addr: String, reply: String },
     /// A control-plane step failed (connecting, reading a reply): logged.
     Io(String),
 }
@@ -112,6 +115,26 @@ impl Error {
                 why: why.to_string(),
             },
         }
+    }
+
+    /// The node at `addr` refused respite's handshake with the error `reply`
+    /// (its reply line without `-` and CRLF): respite's own credentials no
+    /// longer work there (a changed `requirepass`, a deleted ACL user). The
+    /// request was not sent, so trying again (once fixed) is safe.
+    pub fn handshake_refused(addr: &str, reply: &str) -> Error {
+        Error {
+            side: Side::Upstream,
+            retry: true,
+            what: What::HandshakeRefused {
+                addr: addr.to_string(),
+                reply: reply.to_string(),
+            },
+        }
+    }
+
+    /// Whether this is [`Error::handshake_refused`].
+    pub fn is_handshake_refused(&self) -> bool {
+        matches!(self.what, What::HandshakeRefused { .. })
     }
 
     /// Refused by a limit of respite's own (`upstream.max_pinned_connections`),
@@ -187,6 +210,9 @@ impl Error {
             What::Unavailable { addr, why } => {
                 Cow::Owned(format!("ERR upstream {addr} unavailable: {why}"))
             }
+            What::HandshakeRefused { addr, reply } => Cow::Owned(format!(
+                "ERR upstream {addr} refused respite's handshake: {reply}"
+            )),
             What::Io(text) => Cow::Owned(format!("ERR {text}")),
         }
     }
@@ -235,6 +261,12 @@ mod tests {
         );
         assert!(e.retry_safe());
         assert_eq!(e.side(), Side::Upstream);
+        let h = Error::handshake_refused("127.0.0.1:1", "NOAUTH Authentication required.");
+        assert_eq!(
+            &h.reply_bytes()[..],
+            b"-ERR upstream 127.0.0.1:1 refused respite's handshake: NOAUTH Authentication required.\r\n"
+        );
+        assert!(h.retry_safe() && h.is_handshake_refused());
         let r = Error::from_reply(b"-WRONGTYPE Operation against a key\r\n");
         assert_eq!(
             &r.reply_bytes()[..],

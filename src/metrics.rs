@@ -18,6 +18,7 @@ pub const PINNED_REFUSED: &str = "respite_pinned_connections_refused_total";
 pub const UPSTREAM_UP: &str = "respite_upstream_up";
 pub const UPSTREAM_REQUESTS: &str = "respite_upstream_requests_total";
 pub const UPSTREAM_RECONNECTS: &str = "respite_upstream_reconnects_total";
+pub const UPSTREAM_HANDSHAKE_REFUSED: &str = "respite_upstream_handshake_refused";
 pub const COMPRESS_VALUES: &str = "respite_compression_values_compressed_total";
 pub const COMPRESS_BYTES_IN: &str = "respite_compression_bytes_before_total";
 pub const COMPRESS_BYTES_OUT: &str = "respite_compression_bytes_after_total";

@@ -337,3 +337,205 @@ fn harness_kill_and_restart_on_same_port() {
         b"*2\r\n$10\r\nmaxclients\r\n$3\r\n123\r\n",
     );
 }
+
+// ------------------------------------------- issue 15 item 8: refused handshake
+
+/// `GET path` on the admin port: (status, body).
+fn admin_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("admin port");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").expect("HTTP head");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, body.to_string())
+}
+
+/// A proxy with an admin port and this `[upstream]` section (fast
+/// reconnects); returns it with its admin port.
+fn proxy_admin(redis: &RedisServer, upstream: &str) -> (Proxy, u16, tempfile::TempDir) {
+    let admin = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!("[upstream]\nreconnect_backoff_max_ms = 100\n{upstream}\n"),
+    )
+    .unwrap();
+    let mut args = Proxy::default_args(&redis.addr());
+    let i = args.iter().position(|a| a == "--admin").unwrap();
+    args[i + 1] = format!("127.0.0.1:{admin}");
+    args.extend(["--config".to_string(), config.display().to_string()]);
+    let mut proxy = Proxy::start_args(args);
+    proxy.allow_log("upstream refused respite's handshake");
+    proxy.allow_log("upstream connection failed");
+    common::wait_until("/ready", Duration::from_secs(10), || {
+        admin_get(admin, "/ready").0 == 200
+    });
+    (proxy, admin, dir)
+}
+
+/// The `handshake_refused*` lines of `PROXY INFO upstreams`, and its count.
+fn refusal_info(c: &mut RawConn) -> (i64, Vec<String>) {
+    let reply = c.cmd_str(&["PROXY", "INFO", "upstreams"]);
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    let count = common::info_field(&reply, "upstream_handshake_refused")
+        .unwrap_or_else(|| panic!("no upstream_handshake_refused in {text}"));
+    let lines = text
+        .lines()
+        .filter(|l| l.starts_with("handshake_refused"))
+        .map(str::to_string)
+        .collect();
+    (count, lines)
+}
+
+/// Send `GET key` until the reply is not the error of a connection Redis
+/// closed (the first reconnect attempt decides); returns that reply.
+fn get_after_reconnect(c: &mut RawConn, key: &str) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = c.cmd_str(&["GET", key]);
+        let closed = r.starts_with(b"-ERR upstream") && r.windows(11).any(|w| w == b"unavailable");
+        if !closed || Instant::now() > deadline {
+            return r;
+        }
+    }
+}
+
+/// The node refuses respite's handshake and then accepts it again: the
+/// first reply after the refusal names it, `/ready` is red and `PROXY INFO`
+/// says why from that moment on (one reconnect attempt), and once the
+/// credentials work again `/ready` turns green and the same client
+/// connection works, without restarting respite. `change` breaks them
+/// (directly on Redis, on `admin`), `restore` mends them.
+fn refused_then_recovered(
+    upstream: &str,
+    setup: &[&[&str]],
+    change: &[&str],
+    after_change: Option<&[&str]>,
+    restore: &[&[&str]],
+    reply: &str,
+) {
+    let redis = RedisServer::start();
+    let mut admin_conn = redis.conn();
+    for cmd in setup {
+        assert_eq!(admin_conn.cmd_str(cmd), b"+OK\r\n", "{cmd:?}");
+    }
+    let (proxy, admin, _dir) = proxy_admin(&redis, upstream);
+    let mut c = proxy.conn();
+    assert_eq!(c.cmd_str(&["SET", "hs:k", "v"]), b"+OK\r\n");
+    assert_eq!(refusal_info(&mut c).0, 0);
+
+    let r = admin_conn.cmd_str(change);
+    assert!(
+        r == b"+OK\r\n" || r == b":1\r\n",
+        "{change:?}: {}",
+        escape(&r)
+    );
+    if let Some(cmd) = after_change {
+        // Respite's connections, opened before, still work: close them.
+        let r = admin_conn.cmd_str(cmd);
+        assert!(r.starts_with(b":"), "{}", escape(&r));
+    }
+    let want = format!(
+        "-ERR upstream {} refused respite's handshake: {reply}\r\n",
+        redis.addr()
+    );
+    let got = get_after_reconnect(&mut c, "hs:k");
+    assert_reply(&got, want.as_bytes());
+    // Already red: the attempt that refused the client also told /ready.
+    assert_eq!(admin_get(admin, "/ready"), (503, "not ready\n".to_string()));
+    let (count, lines) = refusal_info(&mut c);
+    assert_eq!(count, 1, "{lines:?}");
+    assert_eq!(
+        lines,
+        [format!(
+            "handshake_refused0:addr={},reply={reply}",
+            redis.addr()
+        )]
+    );
+    let nodes = String::from_utf8_lossy(&c.cmd_str(&["PROXY", "NODES"])).into_owned();
+    assert!(
+        nodes.contains(&format!("handshake=refused: {reply}")),
+        "{nodes}"
+    );
+    let (_, metrics) = admin_get(admin, "/metrics");
+    assert!(
+        metrics.contains(&format!(
+            "respite_upstream_handshake_refused{{node=\"{}\"}} 1",
+            redis.addr()
+        )),
+        "{metrics}"
+    );
+    // A command that needs a connection of its own gets the same error.
+    let mut b = proxy.conn();
+    assert_reply(&b.cmd_str(&["BLPOP", "hs:q", "1"]), want.as_bytes());
+
+    for cmd in restore {
+        assert_eq!(admin_conn.cmd_str(cmd), b"+OK\r\n", "{cmd:?}");
+    }
+    common::wait_until("/ready green again", Duration::from_secs(10), || {
+        admin_get(admin, "/ready").0 == 200
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = c.cmd_str(&["GET", "hs:k"]);
+        if r == b"$1\r\nv\r\n" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "GET after recovery: {}",
+            escape(&r)
+        );
+    }
+    assert_eq!(b.cmd_str(&["BLPOP", "hs:q", "0.01"]), b"*-1\r\n");
+    assert_eq!(refusal_info(&mut c), (0, Vec::new()));
+    let log = proxy.log();
+    assert_eq!(
+        log.matches("upstream refused respite's handshake").count(),
+        1,
+        "one warning per refusal, not one per attempt:\n{log}"
+    );
+}
+
+/// Issue 15 item 8: `CONFIG SET requirepass` sent directly to Redis while
+/// respite logs in without a password.
+#[test]
+fn requirepass_set_behind_respites_back_turns_ready_red_until_cleared() {
+    refused_then_recovered(
+        "",
+        &[],
+        &["CONFIG", "SET", "requirepass", "sekrit"],
+        Some(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]),
+        &[&["CONFIG", "SET", "requirepass", ""]],
+        "NOAUTH Authentication required.",
+    );
+}
+
+/// Issue 15 item 8: `ACL DELUSER` of the user respite logs in with (which
+/// also closes its connections), then the user is created again.
+#[test]
+fn acl_deluser_of_respites_user_turns_ready_red_until_recreated() {
+    let create: &[&str] = &[
+        "ACL", "SETUSER", "respite", "on", ">pw", "~*", "&*", "+@all",
+    ];
+    refused_then_recovered(
+        "username = \"respite\"\npassword = \"pw\"",
+        &[create],
+        &["ACL", "DELUSER", "respite"],
+        None,
+        &[create],
+        "WRONGPASS invalid username-password pair or user is disabled.",
+    );
+}

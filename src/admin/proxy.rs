@@ -189,6 +189,19 @@ impl AdminState for ProxyAdmin {
             "Reconnect attempts of shared connections.",
             &rec,
         );
+        let controls = crate::upstream::control::all(&ctx.config);
+        let labels: Vec<[(&str, &str); 1]> =
+            controls.iter().map(|c| [("node", &**c.addr())]).collect();
+        let refused: Vec<(&[(&str, &str)], f64)> = controls
+            .iter()
+            .zip(&labels)
+            .map(|(c, l)| (&l[..], if c.refusal().is_some() { 1.0 } else { 0.0 }))
+            .collect();
+        w.gauge_with_labels(
+            m::UPSTREAM_HANDSHAKE_REFUSED,
+            "Whether the node refused respite's latest handshake (its credentials); /ready is red meanwhile.",
+            &refused,
+        );
         render_stats(ctx, &mut w);
     }
 }

@@ -205,10 +205,15 @@ fn proxy(ctx: &Ctx, st: &State, req: &Req, out: &mut BytesMut) {
                     .error
                     .map(|e| e.replace([',', '\r', '\n'], " "))
                     .unwrap_or_default();
+                let handshake = match c.refusal() {
+                    Some(r) => format!("refused: {}", r.replace([',', '\r', '\n'], " ")),
+                    None => "ok".to_string(),
+                };
                 let _ = writeln!(
                     text,
-                    "control{i}:node={},probe={state},probes={probes},probe_failures={failures},last_error={err}\r",
-                    c.addr()
+                    "control{i}:node={},probe={state},probes={probes},probe_failures={failures},handshake={handshake},handshake_refusals={},last_error={err}\r",
+                    c.addr(),
+                    c.refusals()
                 );
             }
             encode::verbatim(out, st.proto, text.as_bytes());

@@ -97,8 +97,14 @@ impl Ctx {
         self.workers.lock().clone()
     }
 
-    /// Whether some upstream connection is up (`/ready`).
+    /// Whether some upstream connection is up and no node refuses
+    /// respite's handshake (`/ready`): a node that refuses it (its password
+    /// or ACL user changed behind respite's back) serves only the
+    /// connections opened before, so the proxy should not get new traffic.
     pub fn ready(&self) -> bool {
+        if !self.handshake_refusals().is_empty() {
+            return false;
+        }
         match &self.deployment {
             Deployment::Cluster(t) => t.map().is_complete(),
             Deployment::Sentinel(s) => {
@@ -106,6 +112,14 @@ impl Ctx {
             }
             Deployment::Standalone => self.workers().iter().any(|w| w.node().any_up()),
         }
+    }
+
+    /// Nodes that refused respite's latest handshake, with their reply.
+    pub fn handshake_refusals(&self) -> Vec<(Arc<str>, Arc<str>)> {
+        crate::upstream::control::all(&self.config)
+            .iter()
+            .filter_map(|c| Some((c.addr().clone(), c.refusal()?)))
+            .collect()
     }
 
     /// The node every worker's standalone connections go to now: the

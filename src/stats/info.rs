@@ -165,6 +165,19 @@ pub fn nodes(ctx: &Ctx) -> Vec<NodeState> {
 fn upstreams(ctx: &Ctx, out: &mut String) {
     let nodes = nodes(ctx);
     line(out, "upstream_nodes", nodes.len());
+    // Nodes refusing respite's handshake (its credentials): `/ready` is red.
+    let refusals = ctx.handshake_refusals();
+    line(out, "upstream_handshake_refused", refusals.len());
+    for (i, (addr, reply)) in refusals.iter().enumerate() {
+        line(
+            out,
+            &format!("handshake_refused{i}"),
+            format_args!(
+                "addr={addr},reply={}",
+                reply.replace([',', '\r', '\n'], " ")
+            ),
+        );
+    }
     for (i, n) in nodes.iter().enumerate() {
         let err = n
             .last_error

@@ -124,6 +124,9 @@ struct Shared {
     /// A refused connection ([`Conn::refused`]): `last_error` is the whole
     /// error reply text.
     refused: bool,
+    /// The latest connect failed because the node refused respite's
+    /// handshake: `last_error` is the node's reply.
+    handshake_refused: AtomicBool,
     /// Pinned connections: Redis's id for it (`CLIENT ID` in the
     /// handshake), for `CLIENT UNBLOCK`/`CLIENT KILL` sent out of band; 0
     /// until known.
@@ -176,6 +179,7 @@ impl Conn {
             proto: opts.proto,
             latency: AtomicHist::new(opts.latency_buckets_us.clone()),
             refused: false,
+            handshake_refused: AtomicBool::new(false),
             upstream_id: AtomicU64::new(0),
         });
         let task = shared.clone();
@@ -220,6 +224,7 @@ impl Conn {
                 proto: Proto::Resp2,
                 latency: AtomicHist::new(latency_buckets_us),
                 refused,
+                handshake_refused: AtomicBool::new(false),
                 upstream_id: AtomicU64::new(0),
             }),
         }
@@ -290,7 +295,13 @@ impl Conn {
     }
 
     pub fn last_error(&self) -> Option<Arc<str>> {
-        self.shared.last_error.lock().clone()
+        let e = self.shared.last_error.lock().clone();
+        match e {
+            Some(reply) if self.shared.handshake_refused.load(Ordering::Acquire) => {
+                Some(format!("refused respite's handshake: {reply}").into())
+            }
+            e => e,
+        }
     }
 
     pub fn reconnects(&self) -> u64 {
@@ -362,6 +373,12 @@ impl Conn {
         if self.shared.refused {
             return Error::refused(why.as_deref().unwrap_or_default().to_string());
         }
+        if let Some(reply) = why
+            .as_deref()
+            .filter(|_| self.shared.handshake_refused.load(Ordering::Acquire))
+        {
+            return Error::handshake_refused(&self.shared.addr, reply);
+        }
         Error::unavailable(&self.shared.addr, why.as_deref().unwrap_or("not connected"))
     }
 
@@ -382,6 +399,9 @@ impl Conn {
     /// and is closed, as a client of the old primary would be.
     pub fn kill(&self, why: &str) {
         *self.shared.last_error.lock() = Some(why.into());
+        self.shared
+            .handshake_refused
+            .store(false, Ordering::Release);
         self.shared.killed.store(true, Ordering::Release);
         self.close();
         if self.state() == ConnState::Closed {
@@ -435,8 +455,13 @@ async fn run(shared: Arc<Shared>, opts: ConnOptions) {
             .state
             .store(ConnState::Connecting as u8, Ordering::Release);
         let mut inflight = VecDeque::new();
+        let mut refusal = false;
         let reason = match connect(&opts, &shared.upstream_id).await {
             Ok(stream) => {
+                if let Some(c) = &opts.control {
+                    c.handshake_passed();
+                }
+                shared.handshake_refused.store(false, Ordering::Release);
                 *shared.last_error.lock() = None;
                 shared.state.store(ConnState::Up as u8, Ordering::Release);
                 backoff = opts.backoff_min;
@@ -460,17 +485,31 @@ async fn run(shared: Arc<Shared>, opts: ConnOptions) {
                 }
                 continue;
             }
+            Err(ConnectError::Refused(reply)) => {
+                // Logged once by the node's control plane, not per attempt.
+                if let Some(c) = &opts.control {
+                    c.handshake_refused(&reply);
+                }
+                refusal = true;
+                reply
+            }
             Err(e) => e.reason(),
         };
         let closing = shared.closing.load(Ordering::Acquire);
-        if !closing {
+        if refusal {
+            tracing::debug!(addr = %opts.addr, %reason, "upstream refused respite's handshake");
+        } else if !closing {
             tracing::warn!(addr = %opts.addr, %reason, "upstream connection failed");
         }
         let killed = shared.killed.load(Ordering::Acquire);
         let reason = match shared.last_error.lock().clone() {
-            Some(why) if killed => why.to_string(),
+            Some(why) if killed => {
+                refusal = false;
+                why.to_string()
+            }
             _ => reason,
         };
+        shared.handshake_refused.store(refusal, Ordering::Release);
         let end = closing || !opts.reconnect;
         let failed = fail_all(
             &shared,
@@ -525,7 +564,12 @@ fn answer_queued(shared: &Shared, reply: &Bytes) {
 /// Mark the node down and answer every request it holds with an error.
 /// Returns how many requests failed.
 fn fail_all(shared: &Shared, reason: &str, inflight: VecDeque<Target>, state: ConnState) -> usize {
-    let e = Error::unavailable(&shared.addr, reason).reply_bytes();
+    let e = if shared.handshake_refused.load(Ordering::Acquire) {
+        Error::handshake_refused(&shared.addr, reason)
+    } else {
+        Error::unavailable(&shared.addr, reason)
+    }
+    .reply_bytes();
     *shared.last_error.lock() = Some(reason.into());
     shared.avoid.fetch_and(!STALLED, Ordering::Relaxed);
     let queued = {
@@ -590,7 +634,8 @@ async fn open_learning(opts: &ConnOptions, id: Option<&AtomicU64>) -> Result<Str
 }
 
 /// AUTH, HELLO 3 and SELECT as configured, pipelined; an error reply fails
-/// the connection, except to the last steps, `CLIENT ID` (pinned
+/// the connection (`-NOAUTH` to any step: respite needs a password it does
+/// not have), except to the last steps, `CLIENT ID` (pinned
 /// connections, into `id`) and `INFO server` (the version is only
 /// informative, and a node running a long script answers it `-BUSY`).
 async fn handshake(
@@ -655,6 +700,14 @@ async fn handshake(
             Some(len) => {
                 let frame = rbuf.split_to(len).freeze();
                 expected -= 1;
+                // Without AUTH, a node that now wants a password answers
+                // every step `-NOAUTH`: the connection could not serve a
+                // single request, so the handshake counts as refused.
+                if frame.starts_with(b"-NOAUTH") && failed.is_none() {
+                    let text = String::from_utf8_lossy(&frame[1..frame.len() - 2]).into_owned();
+                    failed = Some(ConnectError::Refused(text));
+                    continue;
+                }
                 if expected == 1 && informative == 2 {
                     if let (Some(id), Some(n)) = (id, frame.strip_prefix(b":")) {
                         let n = n

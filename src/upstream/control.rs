@@ -15,6 +15,15 @@
 //!   each call (it may wait for replicas, and ends with the node closing the
 //!   connection), so probes never wait behind it.
 //!
+//! It also keeps whether the node accepts **respite's handshake** (its
+//! credentials): every connection to the node reports the outcome of its
+//! handshake here ([`Control::handshake_refused`], [`Control::handshake_passed`]).
+//! A refusal (a `requirepass` or ACL user changed behind respite's back)
+//! turns `/ready` red and shows in `PROXY INFO` until a handshake passes
+//! again; while refused, a check opens a fresh connection with backoff
+//! (`reconnect_backoff_min_ms` to `reconnect_backoff_max_ms`) so recovery
+//! is noticed even when no other connection needs to reconnect.
+//!
 //! There is one `Control` per proxy and node address, shared by every
 //! worker's connections to that node ([`of`]). Its task and connection live
 //! as long as some connection to the node holds it.
@@ -57,6 +66,13 @@ struct Inner {
     outcome: watch::Sender<Outcome>,
     probes: AtomicU64,
     failures: AtomicU64,
+    /// The node refused respite's latest handshake with this reply (no
+    /// `-`, no CRLF); `None` once one passes.
+    refusal: Mutex<Option<Arc<str>>>,
+    /// Handshakes refused so far.
+    refusals: AtomicU64,
+    /// The refusal check task runs.
+    rechecking: AtomicBool,
 }
 
 /// The result of the latest probe.
@@ -80,6 +96,9 @@ enum Failed {
     Answered(String),
     /// No connection, or no reply in time.
     Down(String),
+    /// The node refused respite's handshake (`AUTH` ...) with this reply:
+    /// it is alive, but respite's credentials do not work there.
+    Refused(String),
 }
 
 impl Control {
@@ -113,6 +132,9 @@ impl Control {
                 outcome: watch::Sender::new(Outcome::default()),
                 probes: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
+                refusal: Mutex::new(None),
+                refusals: AtomicU64::new(0),
+                rechecking: AtomicBool::new(false),
             }),
         }
     }
@@ -132,6 +154,36 @@ impl Control {
     /// The latest probe's result.
     pub fn last(&self) -> Outcome {
         self.inner.outcome.borrow().clone()
+    }
+
+    /// The node's reply to respite's latest handshake when it refused it
+    /// (`NOAUTH ...`, `WRONGPASS ...`); `None` when it passed (or none ran).
+    pub fn refusal(&self) -> Option<Arc<str>> {
+        self.inner.refusal.lock().clone()
+    }
+
+    /// Handshakes the node refused so far.
+    pub fn refusals(&self) -> u64 {
+        self.inner.refusals.load(Ordering::Relaxed)
+    }
+
+    /// A connection's handshake was refused with `reply` (no `-`, no CRLF).
+    pub fn handshake_refused(&self, reply: &str) {
+        if refused(&self.inner, &self.opts.addr, reply)
+            && !self.inner.rechecking.swap(true, Ordering::SeqCst)
+        {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(recheck(Arc::downgrade(&self.inner), self.opts.clone()));
+                }
+                Err(_) => self.inner.rechecking.store(false, Ordering::SeqCst),
+            }
+        }
+    }
+
+    /// A connection's handshake passed.
+    pub fn handshake_passed(&self) {
+        passed(&self.inner, &self.opts.addr);
     }
 
     /// Start the task (and so connect) if it is not running; a no-op
@@ -233,15 +285,22 @@ async fn run(
 ) {
     // Connected at once, so a probe while the node is busy needs no handshake.
     let mut link = match tokio::time::timeout(opts.connect_timeout, conn::open(&opts)).await {
-        Ok(Ok(s)) => Some(s),
+        Ok(Ok(s)) => {
+            passed(&inner, &opts.addr);
+            Some(s)
+        }
+        Ok(Err(ConnectError::Refused(e))) => {
+            refused(&inner, &opts.addr, &e);
+            None
+        }
         _ => None,
     };
     while let Some(job) = jobs.recv().await {
         match job {
             Job::Probe => {
                 inner.probe_queued.store(false, Ordering::SeqCst);
-                let error = match exchange(&mut link, &opts, probe_timeout, PING).await {
-                    Ok(_) | Err(Failed::Answered(_)) => None,
+                let error = match exchange(&inner, &mut link, &opts, probe_timeout, PING).await {
+                    Ok(_) | Err(Failed::Answered(_) | Failed::Refused(_)) => None,
                     Err(Failed::Down(e)) => {
                         tracing::warn!(addr = %opts.addr, reason = %e, "upstream failed a probe");
                         inner.failures.fetch_add(1, Ordering::Relaxed);
@@ -255,11 +314,12 @@ async fn run(
                 });
             }
             Job::Call(request, reply) => {
-                let r = match exchange(&mut link, &opts, probe_timeout, &request).await {
+                let r = match exchange(&inner, &mut link, &opts, probe_timeout, &request).await {
                     Ok(b) => Ok(b),
                     Err(Failed::Answered(e) | Failed::Down(e)) => {
                         Err(Error::unavailable(&opts.addr, &e))
                     }
+                    Err(Failed::Refused(e)) => Err(Error::handshake_refused(&opts.addr, &e)),
                 };
                 let _ = reply.send(r);
             }
@@ -271,6 +331,7 @@ async fn run(
 /// first if needed; a connection found closed is replaced once. All within
 /// `limit`; a connection that timed out is dropped (its reply may still come).
 async fn exchange(
+    inner: &Arc<Inner>,
     link: &mut Option<Stream>,
     opts: &ConnOptions,
     limit: Duration,
@@ -281,8 +342,15 @@ async fn exchange(
             let fresh = link.is_none();
             if fresh {
                 match conn::open(opts).await {
-                    Ok(s) => *link = Some(s),
+                    Ok(s) => {
+                        passed(inner, &opts.addr);
+                        *link = Some(s)
+                    }
                     Err(ConnectError::Io(e)) => return Err(Failed::Down(e)),
+                    Err(ConnectError::Refused(e)) => {
+                        refused(inner, &opts.addr, &e);
+                        return Err(Failed::Refused(e));
+                    }
                     Err(e) => return Err(Failed::Answered(e.reason())),
                 }
             }
@@ -319,6 +387,61 @@ async fn exchange(
                 limit.as_millis()
             )))
         }
+    }
+}
+
+/// Record a refused handshake; true when the node accepted the previous one
+/// (or none ran): the refusal is new, logged once here.
+fn refused(inner: &Inner, addr: &str, reply: &str) -> bool {
+    inner.refusals.fetch_add(1, Ordering::Relaxed);
+    let mut r = inner.refusal.lock();
+    let new = r.is_none();
+    if r.as_deref() != Some(reply) {
+        *r = Some(reply.into());
+    }
+    drop(r);
+    if new {
+        tracing::warn!(
+            %addr,
+            %reply,
+            "upstream refused respite's handshake: /ready is red until it accepts it again"
+        );
+    }
+    new
+}
+
+/// Record a handshake that passed.
+fn passed(inner: &Inner, addr: &str) {
+    if inner.refusal.lock().take().is_some() {
+        tracing::info!(%addr, "upstream accepts respite's handshake again");
+    }
+}
+
+/// While the node refuses respite's handshake: try a fresh connection with
+/// backoff until one passes (or the node's `Control` is gone), so recovery
+/// shows on `/ready` even when no connection reconnects by itself.
+async fn recheck(inner: Weak<Inner>, opts: ConnOptions) {
+    let mut backoff = opts.backoff_min;
+    loop {
+        tokio::time::sleep(backoff).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if inner.refusal.lock().is_none() {
+            inner.rechecking.store(false, Ordering::SeqCst);
+            // A refusal noted meanwhile found this task still running.
+            if inner.refusal.lock().is_none() || inner.rechecking.swap(true, Ordering::SeqCst) {
+                return;
+            }
+        }
+        match tokio::time::timeout(opts.connect_timeout, conn::open(&opts)).await {
+            Ok(Ok(_)) => passed(&inner, &opts.addr),
+            Ok(Err(ConnectError::Refused(e))) => {
+                refused(&inner, &opts.addr, &e);
+            }
+            _ => {}
+        }
+        backoff = (backoff * 2).min(opts.backoff_max);
     }
 }
 
