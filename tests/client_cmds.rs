@@ -296,3 +296,120 @@ fn command_names_are_redis_7_0s() {
         .collect();
     assert_eq!(ours, live);
 }
+
+/// What one scenario's `CLIENT LIST ID a b`, `CLIENT LIST TYPE pubsub`,
+/// `CLIENT GETREDIR` and `CLIENT TRACKINGINFO` replies look like to a
+/// client speaking RESP `proto`, with every value that depends on the server (ids, addresses,
+/// ages, memory) replaced: ids by the client's letter, the rest by `*`.
+/// Client A tracks with `REDIRECT` to S, subscribed to
+/// `__redis__:invalidate`; B has a name; S also subscribes to a pattern;
+/// M has two commands queued in MULTI; W is blocked in BLPOP.
+fn shapes(redis: &RedisServer, port: u16, proto: &str) -> Vec<String> {
+    let mut a = RawConn::connect(port);
+    let hello = a.cmd_str(&["HELLO", proto]);
+    assert!(!hello.starts_with(b"-"), "{}", escape(&hello));
+    let mut b = RawConn::connect(port);
+    let mut s = RawConn::connect(port);
+    let mut m = RawConn::connect(port);
+    let mut w = RawConn::connect(port);
+    let ids = [
+        (id(&mut a).to_string(), "A"),
+        (id(&mut b).to_string(), "B"),
+        (id(&mut s).to_string(), "S"),
+        (id(&mut m).to_string(), "M"),
+        (id(&mut w).to_string(), "W"),
+    ];
+    assert_reply(&m.cmd_str(&["MULTI"]), b"+OK\r\n");
+    assert_reply(&m.cmd_str(&["SET", "shape:k", "v"]), b"+QUEUED\r\n");
+    assert_reply(&m.cmd_str(&["GET", "shape:k"]), b"+QUEUED\r\n");
+    w.send(&common::encode_str(&["BLPOP", "shape:never", "0"]));
+    let mut r = redis.conn();
+    common::wait_until("W blocked", Duration::from_secs(10), || {
+        common::info_field(&r.cmd_str(&["INFO", "clients"]), "blocked_clients") == Some(1)
+    });
+    let name = |v: &str| {
+        ids.iter()
+            .find(|(i, _)| i == v)
+            .map_or_else(|| v.to_string(), |(_, n)| n.to_string())
+    };
+    s.send(&common::encode_str(&[
+        "SUBSCRIBE",
+        "__redis__:invalidate",
+        "ch1",
+    ]));
+    s.read_reply();
+    s.read_reply();
+    s.send(&common::encode_str(&["PSUBSCRIBE", "p*"]));
+    s.read_reply();
+    assert_reply(&b.cmd_str(&["CLIENT", "SETNAME", "bee"]), b"+OK\r\n");
+    assert_reply(
+        &a.cmd_str(&["CLIENT", "TRACKING", "on", "REDIRECT", &ids[2].0]),
+        b"+OK\r\n",
+    );
+    let keep = [
+        "name", "flags", "db", "sub", "psub", "ssub", "multi", "cmd", "user", "resp",
+    ];
+    let list = |reply: &[u8]| {
+        let mut out = format!("type {} ", reply[0] as char);
+        for l in lines(reply) {
+            // Only the scenario's clients (directly, Redis also lists the
+            // test's own connections, and respite's).
+            if !ids.iter().any(|(i, _)| *i == field(&l, "id")) {
+                continue;
+            }
+            for (k, v) in fields(l.trim_end()) {
+                let v = match k.as_str() {
+                    "id" | "redir" => name(&v),
+                    k if keep.contains(&k) => v,
+                    _ => "*".to_string(),
+                };
+                out.push_str(&format!("{k}={v} "));
+            }
+            out.push('|');
+        }
+        out
+    };
+    let redirected = |reply: Vec<u8>| {
+        String::from_utf8_lossy(&reply).replace(&format!(":{}\r\n", ids[2].0), ":S\r\n")
+    };
+    let mut out = Vec::new();
+    {
+        out.push(list(&a.cmd_str(&[
+            "CLIENT", "LIST", "ID", &ids[0].0, &ids[1].0, &ids[3].0, &ids[4].0,
+        ])));
+        out.push(list(&a.cmd_str(&["CLIENT", "LIST", "TYPE", "pubsub"])));
+        out.push(list(&a.cmd_str(&["CLIENT", "LIST", "TYPE", "normal"])));
+        out.push(list(&a.cmd_str(&["CLIENT", "INFO"])));
+        out.push(redirected(a.cmd_str(&["CLIENT", "GETREDIR"])));
+        out.push(redirected(a.cmd_str(&["CLIENT", "TRACKINGINFO"])));
+    }
+    // Out of the transaction, tracking off: back to N and -1.
+    assert_reply(&m.cmd_str(&["DISCARD"]), b"+OK\r\n");
+    assert_reply(&a.cmd_str(&["CLIENT", "TRACKING", "off"]), b"+OK\r\n");
+    out.push(list(
+        &a.cmd_str(&["CLIENT", "LIST", "ID", &ids[0].0, &ids[3].0]),
+    ));
+    drop(w);
+    common::wait_until("W gone", Duration::from_secs(10), || {
+        common::info_field(&r.cmd_str(&["INFO", "clients"]), "blocked_clients") == Some(0)
+    });
+    out
+}
+
+/// Acceptance 8 of issue 15: the reply shapes of `CLIENT LIST ID a b`,
+/// `CLIENT LIST TYPE pubsub`, `CLIENT GETREDIR` and `CLIENT TRACKINGINFO`
+/// (with a redirect to a subscribed client) through respite are Redis's:
+/// the same lines, fields, flags and counts, ids naming the same clients.
+#[test]
+fn list_getredir_trackinginfo_shapes_match_redis_side_by_side() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&redis);
+    let mut direct = shapes(&redis, redis.port(), "2");
+    let mut through = shapes(&redis, proxy.port(), "2");
+    direct.extend(shapes(&redis, redis.port(), "3"));
+    through.extend(shapes(&redis, proxy.port(), "3"));
+    assert_eq!(direct.len(), through.len());
+    for (d, t) in direct.iter().zip(&through) {
+        assert_eq!(t, d, "\n  respite: {t}\n  redis:   {d}");
+    }
+}

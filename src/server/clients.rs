@@ -16,7 +16,7 @@ use crate::protocol::{encode, Proto};
 use crate::upstream::conn::{Conn, ConnState, WeakConn};
 use bytes::BytesMut;
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,6 +36,12 @@ pub struct Activity {
     psub: AtomicU32,
     ssub: AtomicU32,
     user: Mutex<Arc<str>>,
+    /// `multi=`: commands queued in the open transaction, -1 outside one.
+    multi: AtomicI64,
+    /// `CLIENT TRACKING`: 0 off, 1 on, 2 on in BCAST mode.
+    tracking: AtomicU8,
+    /// `redir=`: respite's id of the client invalidations go to, -1 none.
+    redir: AtomicI64,
 }
 
 impl Default for Activity {
@@ -47,6 +53,9 @@ impl Default for Activity {
             psub: AtomicU32::new(0),
             ssub: AtomicU32::new(0),
             user: Mutex::new("default".into()),
+            multi: AtomicI64::new(-1),
+            tracking: AtomicU8::new(0),
+            redir: AtomicI64::new(-1),
         }
     }
 }
@@ -130,6 +139,30 @@ impl Activity {
             0
         };
         which.store(count.saturating_sub(other), Ordering::Relaxed);
+    }
+
+    /// The session's transaction state: `None` outside MULTI, else the
+    /// number of commands queued (stored only when it changed).
+    pub fn set_multi(&self, queued: Option<u32>) {
+        let v = queued.map_or(-1, i64::from);
+        if self.multi.load(Ordering::Relaxed) != v {
+            self.multi.store(v, Ordering::Relaxed);
+        }
+    }
+
+    pub fn multi(&self) -> Option<u32> {
+        u32::try_from(self.multi.load(Ordering::Relaxed)).ok()
+    }
+
+    /// `CLIENT TRACKING` turned on (`bcast`: in BCAST mode; `redir`:
+    /// respite's id of the client it redirects to) or off (`on` false).
+    pub fn set_tracking(&self, on: bool, bcast: bool, redir: Option<u64>) {
+        self.tracking
+            .store(u8::from(on) * (1 + u8::from(bcast)), Ordering::Relaxed);
+        self.redir.store(
+            redir.filter(|_| on).map_or(-1, |r| r as i64),
+            Ordering::Relaxed,
+        );
     }
 
     pub fn reset_pubsub(&self) {
@@ -505,10 +538,37 @@ impl ClientMeta {
         let a = &self.activity;
         let age_ms = self.created.elapsed().as_millis() as u64;
         let idle = age_ms.saturating_sub(a.last_ms.load(Ordering::Relaxed)) / 1000;
-        let flags = if a.pubsub() { "P" } else { "N" };
+        // Redis's letters in Redis's order: P pub/sub, x in MULTI, b
+        // blocked (a command of its own outstanding on its pinned
+        // connection), t tracking, B tracking in BCAST mode; N for none.
+        let multi = a.multi();
+        let tracking = a.tracking.load(Ordering::Relaxed);
+        let pubsub = a.pubsub();
+        let blocked = multi.is_none()
+            && !pubsub
+            && tracking == 0
+            && self
+                .ctl
+                .pinned_conn()
+                .is_some_and(|c| !c.pooled() && c.inflight() > 0);
+        let mut flags = String::new();
+        for (on, letter) in [
+            (pubsub, 'P'),
+            (multi.is_some(), 'x'),
+            (blocked, 'b'),
+            (tracking > 0, 't'),
+            (tracking == 2, 'B'),
+        ] {
+            if on {
+                flags.push(letter);
+            }
+        }
+        if flags.is_empty() {
+            flags.push('N');
+        }
         let cmd = *a.cmd.lock();
         format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={}\n",
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user={} redir={} resp={}\n",
             self.id,
             self.addr,
             self.laddr,
@@ -520,8 +580,10 @@ impl ClientMeta {
             a.sub.load(Ordering::Relaxed),
             a.psub.load(Ordering::Relaxed),
             a.ssub.load(Ordering::Relaxed),
+            multi.map_or(-1, i64::from),
             cmd,
             a.user(),
+            a.redir.load(Ordering::Relaxed),
             self.resp.load(Ordering::Relaxed),
         )
     }

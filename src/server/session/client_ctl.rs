@@ -93,6 +93,10 @@ impl Session {
             }
             if req.arg(2).eq_ignore_ascii_case(b"off") {
                 self.redirect_to = None;
+                self.trackinginfo.1 = None;
+                self.st.meta.activity.set_tracking(false, false, None);
+            } else if req.arg(2).eq_ignore_ascii_case(b"on") {
+                self.st.meta.activity.set_tracking(true, bcast(req), None);
             }
             return None;
         }
@@ -167,6 +171,11 @@ impl Session {
         let flow = self.enter_passthrough(&rewritten, alloc);
         if flow != Flow::Barrier && req.arg(2).eq_ignore_ascii_case(b"on") {
             self.redirect_to = Some(rid as u64);
+            self.trackinginfo.1 = Some((upstream_id, rid as u64));
+            self.st
+                .meta
+                .activity
+                .set_tracking(true, bcast(req), Some(rid as u64));
         }
         flow
     }
@@ -390,6 +399,30 @@ impl Session {
         alloc.ready(out.freeze(), After::Nothing);
         Flow::Next
     }
+}
+
+/// `reply` with its redirect id `upstream` (Redis's id of the redirect
+/// target's pinned connection) replaced by `ours` (respite's id of that
+/// client), if `reply` is a `CLIENT TRACKINGINFO` reply naming `upstream`.
+pub(super) fn trackinginfo_redirect(reply: &[u8], upstream: u64, ours: u64) -> Option<Bytes> {
+    if !(reply.starts_with(b"*6\r\n$5\r\nflags\r\n") || reply.starts_with(b"%3\r\n$5\r\nflags\r\n"))
+    {
+        return None;
+    }
+    let from = format!("$8\r\nredirect\r\n:{upstream}\r\n");
+    let at = reply
+        .windows(from.len())
+        .position(|w| w == from.as_bytes())?;
+    let mut out = BytesMut::with_capacity(reply.len() + 8);
+    out.extend_from_slice(&reply[..at]);
+    out.extend_from_slice(format!("$8\r\nredirect\r\n:{ours}\r\n").as_bytes());
+    out.extend_from_slice(&reply[at + from.len()..]);
+    Some(out.freeze())
+}
+
+/// Whether `CLIENT TRACKING on ...` asks for BCAST mode.
+fn bcast(req: &Req) -> bool {
+    (3..req.argc()).any(|i| req.arg(i).eq_ignore_ascii_case(b"bcast"))
 }
 
 /// Where the id of `CLIENT TRACKING ... REDIRECT id` is (a prefix that

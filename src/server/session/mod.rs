@@ -240,6 +240,11 @@ pub struct Session {
     passthrough_synced: bool,
     /// Cluster mode: keyspace subscriptions followed on every primary.
     keyspace: Option<crate::cluster::pubsub::Keyspace>,
+    /// `CLIENT TRACKINGINFO` requests sent to the pinned connection while
+    /// tracking redirects to a respite client, and (Redis's id of that
+    /// client's connection, respite's id): their replies name the former,
+    /// rewritten to the latter as the client knows it.
+    trackinginfo: (u32, Option<(u64, u64)>),
 }
 
 impl Session {
@@ -310,6 +315,7 @@ impl Session {
             redirect_to: None,
             passthrough_synced: false,
             keyspace: None,
+            trackinginfo: (0, None),
         }
     }
 
@@ -347,6 +353,7 @@ impl Session {
                 .as_ref()
                 .is_some_and(|p| p.passthrough)
                 .then_some((&self.st.meta.activity, self.st.proto));
+            let trackinginfo = &mut self.trackinginfo;
             let drained = {
                 let mut stats = self.stats.as_deref_mut().map(|s| s.sink());
                 let d = self.queue.drain(&waker, |mut b, after| {
@@ -361,6 +368,18 @@ impl Session {
                     if let Some((a, proto)) = subscribed {
                         a.pubsub_frame(proto, &b);
                     }
+                    let b = match trackinginfo {
+                        (n @ 1.., Some((upstream, ours))) => {
+                            match client_ctl::trackinginfo_redirect(&b, *upstream, *ours) {
+                                Some(fixed) => {
+                                    *n -= 1;
+                                    fixed
+                                }
+                                None => b,
+                            }
+                        }
+                        _ => b,
+                    };
                     if let Some(s) = &mut stats {
                         s.reply(&b);
                     }
@@ -835,8 +854,35 @@ impl Session {
         }
     }
 
-    /// Route one request.
+    /// Route one request, and keep `CLIENT LIST`'s view of the transaction
+    /// (`x`, `multi=`) current.
     fn handle(&mut self, req: &Req, alloc: &mut Alloc) -> Flow {
+        let before = self.in_tx();
+        let flow = self.handle_one(req, alloc);
+        if before || self.in_tx() {
+            let queued = match (before, self.in_tx()) {
+                (_, false) => None,
+                (false, true) => Some(0),
+                (true, true) => {
+                    let n = self.st.meta.activity.multi().unwrap_or(0);
+                    let queues = flow != Flow::Barrier
+                        && !req.arg(0).eq_ignore_ascii_case(b"multi")
+                        && !req.arg(0).eq_ignore_ascii_case(b"watch");
+                    Some(n + u32::from(queues))
+                }
+            };
+            self.st.meta.activity.set_multi(queued);
+        }
+        flow
+    }
+
+    /// Inside MULTI (the pinned connection's, or one whose node is not
+    /// decided yet in cluster mode).
+    fn in_tx(&self) -> bool {
+        self.pinned.as_ref().is_some_and(|p| p.in_multi) || !matches!(self.tx_wait, TxWait::No)
+    }
+
+    fn handle_one(&mut self, req: &Req, alloc: &mut Alloc) -> Flow {
         self.st.last_cmd.note(&self.st.meta, req);
         let kind = req.cmd.kind;
         if !self.st.authed
@@ -1025,6 +1071,10 @@ impl Session {
                     Some(p) => p.conn.clone(),
                     None => return Flow::Next,
                 };
+                if self.trackinginfo.1.is_some() && req.arg(1).eq_ignore_ascii_case(b"trackinginfo")
+                {
+                    self.trackinginfo.0 += 1;
+                }
                 self.push(&conn, req.raw, None, alloc);
                 Flow::Next
             }
@@ -1446,8 +1496,12 @@ impl Session {
             self.st.meta.activity.set_user(&self.st.user);
         }
         if l == Local::Reset {
-            // RESET leaves every subscription (the pinned connection goes).
+            // RESET leaves every subscription (the pinned connection goes)
+            // and turns tracking off.
             self.st.meta.activity.reset_pubsub();
+            self.st.meta.activity.set_tracking(false, false, None);
+            self.redirect_to = None;
+            self.trackinginfo = (0, None);
         }
         let reply = out.split().freeze();
         self.scratch = out;
