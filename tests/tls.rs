@@ -496,3 +496,142 @@ fn sentinel_failover_over_tls() {
     );
     assert_eq!(common::sentinel::role(set.servers[i].port()), "master");
 }
+
+/// Issue 21 acceptance 3 (cluster): three cluster nodes that speak TLS
+/// (`tls-cluster yes`, `tls-replication yes`; TLS-only with `--port 0`
+/// unless `with_plain_ports`), respite seeded with one TLS address. Keys of
+/// every node are written and read through respite over TLS; then a slot
+/// moves to another node and respite follows the `MOVED` to its TLS port.
+fn cluster_over_tls(with_plain_ports: bool) {
+    let files = Arc::new(TlsFiles::new());
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        let mut extra: Vec<String> = [
+            "--cluster-enabled",
+            "yes",
+            "--tls-cluster",
+            "yes",
+            "--tls-replication",
+            "yes",
+            "--cluster-node-timeout",
+            "2000",
+            "--cluster-port",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        extra.push(free_port().to_string());
+        if with_plain_ports {
+            extra.extend(["--port".to_string(), free_port().to_string()]);
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        nodes.push(RedisServer::start_tls(files.clone(), &extra));
+    }
+    let (ca, cert, key) = (
+        files.p("ca.pem"),
+        files.p("client.pem"),
+        files.p("client.key"),
+    );
+    let addrs: Vec<String> = nodes.iter().map(|n| n.addr()).collect();
+    let mut args = vec![
+        "--tls",
+        "--cacert",
+        &ca,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "--cluster",
+        "create",
+    ];
+    args.extend(addrs.iter().map(String::as_str));
+    args.push("--cluster-yes");
+    let out = common::run_with_timeout("redis-cli", &args, b"", Duration::from_secs(60));
+    assert!(out.status.success(), "redis-cli --cluster create: {out:?}");
+    for n in &nodes {
+        wait_for("cluster_state:ok", Duration::from_secs(20), || {
+            let info = n.tls_conn().cmd_str(&["CLUSTER", "INFO"]);
+            String::from_utf8_lossy(&info)
+                .contains("cluster_state:ok")
+                .then_some(())
+        });
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tls.toml");
+    std::fs::write(&path, upstream_tls_section(&files, "ca.pem", "client")).unwrap();
+    let mut pargs = Proxy::default_args(&nodes[0].addr());
+    pargs.extend(["--mode".to_string(), "cluster".to_string()]);
+    pargs.extend(["--config".to_string(), path.display().to_string()]);
+    let mut proxy = Proxy::start_args(pargs);
+    let mut c = proxy.conn();
+    wait_for("the slot map", Duration::from_secs(20), || {
+        (c.cmd_str(&["SET", "tls:first", "1"]) == b"+OK\r\n").then_some(())
+    });
+    for i in 0..300 {
+        let (k, v) = (format!("tls:k{i}"), format!("v{i}"));
+        assert_eq!(c.cmd_str(&["SET", &k, &v]), b"+OK\r\n", "{k}");
+    }
+    for i in 0..300 {
+        let (k, v) = (format!("tls:k{i}"), format!("v{i}"));
+        let want = format!("${}\r\n{v}\r\n", v.len());
+        assert_eq!(c.cmd_str(&["GET", &k]), want.as_bytes(), "{k}");
+    }
+    // Every node got its share, over TLS.
+    let mut total = 0;
+    for n in &nodes {
+        let r = n.tls_conn().cmd_str(&["DBSIZE"]);
+        let keys: i64 = String::from_utf8_lossy(&r[1..r.len() - 2]).parse().unwrap();
+        assert!(keys > 0, "{} holds no key", n.addr());
+        total += keys;
+    }
+    assert_eq!(total, 301);
+
+    // Move the (empty) slot of a new key to another node behind respite's back.
+    let key = "tls:moved";
+    let owner = (0..3)
+        .find(|&i| nodes[i].tls_conn().cmd_str(&["GET", key]) == b"$-1\r\n")
+        .expect("an owner");
+    let target = (owner + 1) % 3;
+    let slot = nodes[0].tls_conn().cmd_str(&["CLUSTER", "KEYSLOT", key]);
+    let slot = String::from_utf8_lossy(&slot[1..slot.len() - 2]).into_owned();
+    let id = nodes[target].tls_conn().cmd_str(&["CLUSTER", "MYID"]);
+    let id = String::from_utf8_lossy(&id)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    for n in [target, owner, (owner + 2) % 3] {
+        let r = nodes[n]
+            .tls_conn()
+            .cmd_str(&["CLUSTER", "SETSLOT", &slot, "NODE", &id]);
+        assert_eq!(r, b"+OK\r\n", "SETSLOT on {}", nodes[n].addr());
+    }
+    assert_eq!(c.cmd_str(&["SET", key, "moved"]), b"+OK\r\n");
+    assert_eq!(c.cmd_str(&["GET", key]), b"$5\r\nmoved\r\n");
+    assert_eq!(
+        nodes[target].tls_conn().cmd_str(&["GET", key]),
+        b"$5\r\nmoved\r\n"
+    );
+    // respite only ever talked TLS to the nodes' TLS ports.
+    let nodes_text = String::from_utf8_lossy(&c.cmd_str(&["PROXY", "NODES"])).into_owned();
+    for line in nodes_text.lines().filter(|l| l.starts_with("worker")) {
+        assert!(
+            addrs.iter().any(|a| line.contains(&format!("node={a},"))),
+            "a connection to a port that is not a TLS one: {line}\n{nodes_text}"
+        );
+    }
+    proxy.assert_running();
+}
+
+#[test]
+fn cluster_of_tls_only_nodes_follows_moved_over_tls() {
+    cluster_over_tls(false);
+}
+
+/// Nodes with a plaintext port beside the TLS one: `CLUSTER SHARDS` lists
+/// both, and respite (with `[upstream.tls]`) must pick `tls-port`.
+#[test]
+fn cluster_with_both_ports_is_reached_on_the_tls_ports() {
+    cluster_over_tls(true);
+}

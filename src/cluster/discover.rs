@@ -21,6 +21,17 @@ impl SlotMap {
     /// with no primary contributes no slots; a shard with neither slots nor
     /// a healthy primary (a dead primary after its failover) is left out.
     pub fn from_cluster_shards(reply: &[u8], reply_host: &str) -> Result<SlotMap, TopologyError> {
+        Self::from_cluster_shards_over(reply, reply_host, false)
+    }
+
+    /// As [`SlotMap::from_cluster_shards`]; `tls`: respite reaches the
+    /// nodes with TLS (`[upstream.tls]`), so a node's `tls-port` is the one
+    /// to use when it has both (Redis with `tls-port` beside `port`).
+    pub fn from_cluster_shards_over(
+        reply: &[u8],
+        reply_host: &str,
+        tls: bool,
+    ) -> Result<SlotMap, TopologyError> {
         let value = decode(reply)?;
         let list = value
             .as_array()
@@ -43,7 +54,7 @@ impl SlotMap {
             let mut primary: Option<(NodeAddr, bool)> = None;
             let mut replicas = Vec::new();
             for node in nodes {
-                let addr = shard_node_addr(node, reply_host)?;
+                let addr = shard_node_addr(node, reply_host, tls)?;
                 let online = field(node, "health") == Some(b"online".as_slice());
                 if field(node, "role") == Some(b"master".as_slice()) {
                     let better = match &primary {
@@ -157,10 +168,20 @@ fn port(v: Option<&Value>) -> Option<u16> {
 }
 
 /// A `CLUSTER SHARDS` node's address; `None` when it has no usable port
-/// (a node still in handshake reports 0). Plain `port` first: the proxy
-/// speaks TCP, so `tls-port` is only a last resort for TLS-only nodes.
-fn shard_node_addr(node: &Value, reply_host: &str) -> Result<Option<NodeAddr>, TopologyError> {
-    let Some(port) = port(node.get("port")).or_else(|| port(node.get("tls-port"))) else {
+/// (a node still in handshake reports 0). The port of respite's transport
+/// first (`tls-port` with `tls`, else `port`), the other as a last resort
+/// for nodes that have only one.
+fn shard_node_addr(
+    node: &Value,
+    reply_host: &str,
+    tls: bool,
+) -> Result<Option<NodeAddr>, TopologyError> {
+    let (first, second) = if tls {
+        ("tls-port", "port")
+    } else {
+        ("port", "tls-port")
+    };
+    let Some(port) = port(node.get(first)).or_else(|| port(node.get(second))) else {
         return Ok(None);
     };
     let host = known_host(field(node, "endpoint")).or_else(|| known_host(field(node, "ip")));
@@ -189,6 +210,19 @@ fn slots_node_addr(node: &Value, reply_host: &str) -> Result<Option<NodeAddr>, T
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A node with a plaintext and a TLS port (`tls-port` beside `port`,
+    /// `tls-cluster yes`): respite over TLS uses the TLS one.
+    #[test]
+    fn tls_port_is_preferred_over_tls() {
+        let reply = "*1\r\n*4\r\n$5\r\nslots\r\n*2\r\n:0\r\n:16383\r\n$5\r\nnodes\r\n*1\r\n\
+                     *12\r\n$2\r\nid\r\n$1\r\na\r\n$4\r\nport\r\n:7000\r\n$8\r\ntls-port\r\n:7100\r\n\
+                     $2\r\nip\r\n$9\r\n127.0.0.1\r\n$4\r\nrole\r\n$6\r\nmaster\r\n$6\r\nhealth\r\n$6\r\nonline\r\n";
+        let plain = SlotMap::from_cluster_shards_over(reply.as_bytes(), "x", false).unwrap();
+        assert_eq!(plain.all_nodes(), vec!["127.0.0.1:7000".to_string()]);
+        let tls = SlotMap::from_cluster_shards_over(reply.as_bytes(), "x", true).unwrap();
+        assert_eq!(tls.all_nodes(), vec!["127.0.0.1:7100".to_string()]);
+    }
 
     /// Replies captured from a redis-server 7.0.15 cluster of three primaries
     /// (127.0.0.1:27101..27103) with one replica each (27104..27106).

@@ -126,7 +126,8 @@ impl Topology {
                 .unwrap_or("127.0.0.1");
             match oneshot::request(&self.config, &addr, &[&[b"CLUSTER", b"SHARDS"]]).await {
                 Ok(r) if r[0].first() != Some(&b'-') => {
-                    match SlotMap::from_cluster_shards(&r[0], host) {
+                    let tls = self.config.upstream.tls.is_some();
+                    match SlotMap::from_cluster_shards_over(&r[0], host, tls) {
                         Ok(m) if m.covered_slots() > 0 => return Ok(m),
                         Ok(_) => last = format!("{addr}: no slots assigned"),
                         Err(e) => last = format!("{addr}: {e}"),
