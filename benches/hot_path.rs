@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use respite::command::classify as classify_name;
 use respite::protocol::{encode, Parsed, ReplyScanner, RequestParser};
-use respite::server::replies::{ReplyQueue, WHOLE};
+use respite::replies::{ReplyQueue, WHOLE};
 use std::task::Waker;
 
 /// The session's defaults are larger; the limits only need to admit the inputs.

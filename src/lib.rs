@@ -38,6 +38,7 @@ pub mod error;
 pub mod metrics;
 pub mod net;
 pub mod protocol;
+pub mod replies;
 pub mod router;
 pub mod sentinel;
 pub mod server;

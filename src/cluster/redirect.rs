@@ -2,9 +2,35 @@
 //! client that another node serves the slot, for good (`MOVED`: update the
 //! map and retry) or for the next command only (`ASK`: a slot in migration;
 //! retry once on the target, preceded by `ASKING`).
+//!
+//! The one retry policy for them, used by client requests (the reply
+//! queue hands a redirect back to the session) and by the proxy's own
+//! multi-step commands (`tags::ops`): follow at most [`MAX_REDIRECTS`]
+//! redirects per request; `TRYAGAIN`/`CLUSTERDOWN` (and a script's
+//! "non local key" during a migration) wait [`backoff`] first.
 
 use super::join_host_port;
 use super::slots::{NodeAddr, SLOT_COUNT};
+use std::time::Duration;
+
+/// Redirects followed for one request before its error is given to the client
+/// (with the [`backoff`] of `CLUSTERDOWN`/`TRYAGAIN` retries, about 1.5 s in all).
+pub const MAX_REDIRECTS: u8 = 6;
+
+/// The pause before resending after the `attempt`-th (from 0) `TRYAGAIN` or
+/// `CLUSTERDOWN`: 25 ms, doubling (25, 50, 100, ... 800 ms).
+pub fn backoff(attempt: u8) -> Duration {
+    Duration::from_millis(25u64 << attempt.min(5))
+}
+
+/// An error reply (as read, `-` and CRLF included) that the policy follows:
+/// `MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN`.
+pub fn is_redirect(reply: &[u8]) -> bool {
+    reply.starts_with(b"-MOVED ")
+        || reply.starts_with(b"-ASK ")
+        || reply.starts_with(b"-TRYAGAIN")
+        || reply.starts_with(b"-CLUSTERDOWN")
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedirectKind {

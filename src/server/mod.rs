@@ -11,7 +11,6 @@ pub mod clients;
 pub mod command_names;
 pub mod fds;
 pub mod local;
-pub mod replies;
 pub mod session;
 pub mod trim;
 

@@ -8,6 +8,7 @@
 
 use super::layout::{decode_tags, Bucket, Layout};
 use super::lua::{self, fcall};
+use crate::cluster::redirect::{backoff, MAX_REDIRECTS};
 use crate::cluster::{key_slot, parse_redirect, RedirectKind};
 use crate::error::{Error, SLOT_NOT_SERVED};
 use crate::protocol::{encode, Proto, Value};
@@ -17,7 +18,6 @@ use crate::upstream::conn::Conn;
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Requests in flight per node in the first round of an invalidation, each
 /// limited to `batch / INVAL_DEPTH` keys (most slots hold few entries); slots
@@ -27,8 +27,8 @@ use std::time::Duration;
 const INVAL_DEPTH: usize = 32;
 /// Requests in flight per node for small calls (listing pages, confirmations).
 const SMALL_DEPTH: usize = 64;
-/// Attempts for one call across redirects and retries.
-const ATTEMPTS: u32 = 12;
+/// Times one call loads a vanished function library again.
+const RELOADS: u8 = 2;
 
 /// What to do about a reply.
 enum Retry {
@@ -152,10 +152,15 @@ impl Up {
     }
 
     /// One request to the node serving `slot`, following redirects, raw reply.
+    /// The retry policy is the client requests' one
+    /// ([`crate::cluster::redirect`]): at most `MAX_REDIRECTS` redirects and
+    /// waits, with its backoff. A function library found missing is loaded
+    /// again (at most [`RELOADS`] times per call).
     pub async fn run_raw(&self, slot: u16, req: &Bytes) -> Result<Bytes, Error> {
         let mut target: Option<(String, bool)> = None;
-        let mut last = Bytes::new();
-        for attempt in 0..ATTEMPTS {
+        let mut redirects = 0u8;
+        let mut reloads = 0u8;
+        loop {
             let (addr, asking) = match target.take() {
                 Some(t) => t,
                 None => (self.owner(slot)?, false),
@@ -169,18 +174,32 @@ impl Up {
             } else {
                 call_one(&conn, req.clone()).await?
             };
-            match self.retry_of(&reply) {
+            let retry = self.retry_of(&reply);
+            let give_up = match retry {
                 Retry::No => return Ok(reply),
-                Retry::At(a, ask) => target = Some((a, ask)),
-                Retry::Later => {
-                    tokio::time::sleep(Duration::from_millis(5u64 << attempt.min(6))).await
-                }
-                Retry::Reload => lua::forget(&addr),
+                Retry::Reload => reloads >= RELOADS,
+                Retry::At(..) | Retry::Later => redirects >= MAX_REDIRECTS,
+            };
+            if give_up {
+                // Redirected or told to wait more often than followed.
+                return Err(Error::cluster(error_text(&reply)));
             }
-            last = reply;
+            match retry {
+                Retry::At(a, ask) => {
+                    target = Some((a, ask));
+                    redirects += 1;
+                }
+                Retry::Later => {
+                    tokio::time::sleep(backoff(redirects)).await;
+                    redirects += 1;
+                }
+                Retry::Reload => {
+                    lua::forget(&addr);
+                    reloads += 1;
+                }
+                Retry::No => {}
+            }
         }
-        // Redirected or told to wait more often than followed.
-        Err(Error::cluster(error_text(&last)))
     }
 
     /// [`Up::run_raw`], decoded; an error reply is `Err`.

@@ -4,7 +4,7 @@
 
 use super::conn::{Conn, Target};
 use crate::error::Error;
-use crate::server::replies::ReplyQueue;
+use crate::replies::ReplyQueue;
 use bytes::{Bytes, BytesMut};
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -27,7 +27,7 @@ pub async fn call(conn: &Conn, requests: &[Bytes]) -> Result<Vec<Bytes>, Error> 
             targets.push(Target {
                 queue: queue.clone(),
                 seq: alloc.pending(),
-                part: crate::server::replies::WHOLE,
+                part: crate::replies::WHOLE,
             });
         }
     }

@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::net;
 use crate::net::Stream;
 use crate::protocol::{encode, Proto, ReplyScanner};
-use crate::server::replies::ReplyQueue;
+use crate::replies::ReplyQueue;
 use crate::stats::hist::AtomicHist;
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;

@@ -8,7 +8,7 @@ pub mod oneshot;
 
 use crate::config::Config;
 use crate::protocol::Proto;
-use crate::server::replies::ReplyQueue;
+use crate::replies::ReplyQueue;
 use conn::{Conn, ConnOptions, ConnState};
 use control::Control;
 use parking_lot::Mutex;

@@ -21,8 +21,8 @@
 use super::{Flow, Req, Session};
 use crate::protocol::request::parse_int;
 use crate::protocol::{encode, Parsed, Proto, RequestParser};
+use crate::replies::{After, Alloc, WHOLE};
 use crate::server::clients::{self, BusyGuard};
-use crate::server::replies::{After, Alloc, WHOLE};
 use crate::server::ClientMeta;
 use crate::upstream::conn::Conn;
 use bytes::{Bytes, BytesMut};

@@ -15,7 +15,7 @@ use crate::compress::table::{self, ByteCmd, Role};
 use crate::error;
 use crate::metrics::Metrics;
 use crate::protocol::{encode, Parsed, RequestParser};
-use crate::server::replies::{Alloc, Post};
+use crate::replies::{Alloc, Post};
 use bytes::{Bytes, BytesMut};
 
 impl Session {

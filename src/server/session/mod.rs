@@ -6,12 +6,12 @@
 //! slots in whatever order upstreams answer and are written in slot order.
 
 use super::local;
-use super::replies::{After, Alloc, ReplyQueue, WHOLE};
 use super::{ClientMeta, Ctx, Worker};
 use crate::command::{self, Kind, Local, Oob, Tx};
 use crate::metrics::{Event, Metrics};
 use crate::net;
 use crate::protocol::{encode, Parsed, Proto, RequestParser};
+use crate::replies::{After, Alloc, ReplyQueue, WHOLE};
 use crate::upstream::conn::{Conn, Target};
 use bytes::{Buf, Bytes, BytesMut};
 use std::future::{poll_fn, Future};
@@ -394,7 +394,7 @@ impl Session {
                     // An empty reply here is a silenced one (CLIENT REPLY),
                     // for which the drain already checked the EXEC ran.
                     if let After::ExecSelect(db) = after {
-                        if b.is_empty() || super::replies::is_array(&b) {
+                        if b.is_empty() || crate::replies::is_array(&b) {
                             exec_db = Some(db);
                         }
                     }
@@ -1339,7 +1339,7 @@ impl Session {
     }
 
     /// Send a redirected request again (cluster `MOVED`/`ASK`/`TRYAGAIN`/`CLUSTERDOWN`).
-    fn redirect(&mut self, r: super::replies::Redirected) {
+    fn redirect(&mut self, r: crate::replies::Redirected) {
         let queue = self.queue.clone();
         let mut alloc = queue.alloc();
         match self.cluster_redirect(&r) {
@@ -1356,7 +1356,7 @@ impl Session {
                     seq: r.seq,
                     part: r.part,
                 };
-                let delay = std::time::Duration::from_millis(25u64 << r.attempt.min(5));
+                let delay = crate::cluster::redirect::backoff(r.attempt);
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
                     let mut buf = BytesMut::from(&r.request[..]);
@@ -1376,7 +1376,7 @@ impl Session {
                     self.push(
                         &conn,
                         b"*1\r\n$6\r\nASKING\r\n",
-                        Some((super::replies::DISCARD, WHOLE)),
+                        Some((crate::replies::DISCARD, WHOLE)),
                         &mut alloc,
                     );
                 }

@@ -13,7 +13,7 @@ use super::{Flow, Req, Session};
 use crate::cluster::{key_slot, parse_redirect, RedirectKind};
 use crate::config::UpstreamConfig;
 use crate::protocol::{encode, Value};
-use crate::server::replies::Alloc;
+use crate::replies::Alloc;
 use crate::upstream::conn::Conn;
 use bytes::BytesMut;
 use std::collections::{HashMap, HashSet};

@@ -2,7 +2,7 @@
 //! is noted with its slot; the drain applies the reply (see `crate::stats`).
 
 use super::{Flow, Req, Session};
-use crate::server::replies::Alloc;
+use crate::replies::Alloc;
 
 impl Session {
     /// [`Session::handle`], noting the request for statistics when it took a
