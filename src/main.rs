@@ -82,7 +82,12 @@ fn main() -> ExitCode {
         match &ctx.deployment {
             Deployment::Standalone => {}
             Deployment::Sentinel(sentinel) => {
-                tokio::spawn(sentinel.clone().run(ctx.clone()));
+                tokio::spawn(respite::server::follow_primary(
+                    ctx.clone(),
+                    sentinel.clone(),
+                    sentinel.subscribe(),
+                ));
+                tokio::spawn(sentinel.clone().run());
             }
             Deployment::Cluster(topology) => {
                 tokio::spawn(topology.clone().run());

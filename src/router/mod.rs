@@ -1,8 +1,11 @@
 //! Routing: the deployment the proxy fronts ([`Deployment`], the one source
-//! of the mode) and how a split request's replies merge back ([`merge`]).
+//! of the mode), where the proxy's own requests for a slot go
+//! ([`route::Route`]), and how a split request's replies merge back
+//! ([`merge`]).
 
 pub mod info;
 pub mod merge;
+pub mod route;
 
 use crate::config::{Config, Mode};
 use std::sync::Arc;

@@ -1,5 +1,6 @@
-//! Sentinel mode: which node is the primary of the named master now, and
-//! moving every worker's connections when that changes.
+//! Sentinel mode: which node is the primary of the named master now,
+//! published through a `tokio::sync::watch` channel ([`Sentinel::subscribe`]);
+//! the server moves every worker's connections when it changes.
 //!
 //! [`Sentinel::run`] asks every configured sentinel for the master
 //! (`SENTINEL MASTER name`) and trusts the answer with the highest
@@ -12,10 +13,11 @@
 //! period (`upstream.sentinel_check_interval_ms`, 2 s) only matters when
 //! all of those missed a change.
 //!
-//! A switch replaces each worker's node connections, bumps the generation
-//! (sessions compare it once per read batch and drop their cached
-//! connection), then kills every connection to the old primary, shared and
-//! pinned: requests in flight fail with an error, nothing queued is written,
+//! A switch publishes the new primary. The server's follower
+//! (`server::follow_primary`) replaces each worker's node connections, bumps
+//! each worker's generation (sessions compare it once per read batch and
+//! drop their cached connection), then kills every connection to the old
+//! primary, shared and pinned: requests in flight fail with an error, nothing queued is written,
 //! and pinned sessions (transactions, blocking commands, pub/sub) get an
 //! error reply and are closed, as clients of a failed-over Redis would be.
 //! While no primary is known, requests fail at once with an error naming the
@@ -26,9 +28,8 @@ mod watch;
 use crate::config::Config;
 use crate::error::Error;
 use crate::protocol::Value;
-use crate::server::Ctx;
 use crate::upstream::{oneshot, NodeConns};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,7 +61,8 @@ pub struct SentinelStatus {
 pub struct Sentinel {
     config: Arc<Config>,
     master: String,
-    primary: RwLock<Option<Arc<str>>>,
+    /// The primary in use, published to the server's follower.
+    primary: tokio::sync::watch::Sender<Option<Arc<str>>>,
     generation: AtomicU64,
     refresh: Notify,
     sentinels: Vec<Mutex<SentinelStatus>>,
@@ -86,7 +88,7 @@ impl Sentinel {
         Arc::new(Sentinel {
             config,
             master,
-            primary: RwLock::new(None),
+            primary: tokio::sync::watch::Sender::new(None),
             generation: AtomicU64::new(0),
             refresh: Notify::new(),
             sentinels,
@@ -102,10 +104,16 @@ impl Sentinel {
 
     /// The primary in use, if one is known.
     pub fn primary(&self) -> Option<Arc<str>> {
-        self.primary.read().clone()
+        self.primary.borrow().clone()
     }
 
-    /// Changes whenever the primary does (sessions compare it per batch).
+    /// Every change of the primary (a new address, or none while it is
+    /// demoted), as it is decided.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Option<Arc<str>>> {
+        self.primary.subscribe()
+    }
+
+    /// How many times the primary changed (`PROXY INFO`).
     #[inline]
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
@@ -135,8 +143,14 @@ impl Sentinel {
     /// Connections for the current primary, or ones that fail every request
     /// with a clear error when none is known.
     pub fn node_conns(&self) -> NodeConns {
-        match self.primary() {
-            Some(addr) => NodeConns::new(self.config.clone(), &addr),
+        self.node_conns_for(self.primary().as_deref())
+    }
+
+    /// Connections for `primary`, or failing ones for none (see
+    /// [`Sentinel::node_conns`]).
+    pub fn node_conns_for(&self, primary: Option<&str>) -> NodeConns {
+        match primary {
+            Some(addr) => NodeConns::new(self.config.clone(), addr),
             None => NodeConns::unavailable(
                 self.config.clone(),
                 NO_PRIMARY_LABEL,
@@ -147,12 +161,12 @@ impl Sentinel {
 
     /// Discovery loop and one event subscription per sentinel; runs for the
     /// life of the process.
-    pub async fn run(self: Arc<Self>, ctx: Arc<Ctx>) {
+    pub async fn run(self: Arc<Self>) {
         for i in 0..self.sentinels.len() {
             tokio::spawn(watch::watch(self.clone(), i));
         }
         loop {
-            let settled = self.check(&ctx).await;
+            let settled = self.check().await;
             self.checks.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(MIN_REFRESH_GAP).await;
             let wait = if settled {
@@ -166,7 +180,7 @@ impl Sentinel {
 
     /// One round: ask, verify, switch if needed. True when the primary in
     /// use is the one the sentinels report and it is confirmed.
-    async fn check(&self, ctx: &Ctx) -> bool {
+    async fn check(&self) -> bool {
         let reported = self.ask_sentinels().await;
         let current = self.primary();
         let Some(candidate) = reported else {
@@ -180,7 +194,7 @@ impl Sentinel {
             Ok(true) => {
                 self.note_error(None);
                 if current.as_deref() != Some(candidate.as_str()) {
-                    self.switch(ctx, Some(candidate.as_str().into()));
+                    self.switch(Some(candidate.as_str().into()));
                 }
                 true
             }
@@ -188,7 +202,7 @@ impl Sentinel {
                 // The sentinels still name our primary, but it was demoted:
                 // stop writing to it until they name the new one.
                 self.note_error(Some(format!("{candidate} is no longer a primary")));
-                self.switch(ctx, None);
+                self.switch(None);
                 false
             }
             Ok(false) => {
@@ -264,31 +278,11 @@ impl Sentinel {
         choose(&reports)
     }
 
-    /// Point every worker at `primary` (or at nothing) and close everything
-    /// connected to the old one.
-    fn switch(&self, ctx: &Ctx, primary: Option<Arc<str>>) {
-        let old = std::mem::replace(&mut *self.primary.write(), primary.clone());
-        let why = match &primary {
-            Some(p) => format!("primary of master '{}' moved to {p}", self.master),
-            None => format!("primary of master '{}' was demoted", self.master),
-        };
-        let mut old_nodes = Vec::new();
-        for w in ctx.workers() {
-            let node = Arc::new(self.node_conns());
-            old_nodes.push(w.swap_node(node.clone()));
-            if node.dead_conn().is_none() {
-                w.preconnect(node);
-            }
-        }
-        // After the swap: a session that sees the new generation finds the
-        // new node in its worker.
+    /// Publish `primary` (or nothing) as the one in use; the server's
+    /// follower moves the connections.
+    fn switch(&self, primary: Option<Arc<str>>) {
+        let old = self.primary.send_replace(primary.clone());
         self.generation.fetch_add(1, Ordering::AcqRel);
-        for n in old_nodes {
-            n.kill_all(&why);
-        }
-        if let Some(old) = &old {
-            ctx.pinned.kill_node(old, &why);
-        }
         self.switches.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             master = %self.master,

@@ -17,10 +17,11 @@ pub mod trim;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::router::Deployment;
+pub use crate::upstream::worker::Worker;
 use crate::upstream::{NodeConns, PinnedPool};
 use bytes::Bytes;
 use dashmap::DashMap;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -131,83 +132,6 @@ impl Ctx {
     }
 }
 
-/// One worker thread's upstream connections.
-#[derive(Debug)]
-pub struct Worker {
-    pub index: usize,
-    /// Standalone: the one node. Sentinel mode swaps it when the primary
-    /// changes (sessions notice through `Sentinel::generation`, one atomic
-    /// load per read batch, and only then take this lock).
-    node: RwLock<Arc<NodeConns>>,
-    /// The worker's runtime, to start connections on it from other threads.
-    runtime: std::sync::OnceLock<tokio::runtime::Handle>,
-    /// Cluster: every node this worker has talked to, by address.
-    pub nodes: Mutex<std::collections::HashMap<Arc<str>, Arc<NodeConns>>>,
-}
-
-impl Worker {
-    /// The standalone (or sentinel primary) node's connections.
-    pub fn node(&self) -> Arc<NodeConns> {
-        self.node.read().clone()
-    }
-
-    /// Open `node`'s default connection on this worker's runtime, so the
-    /// first request after a switch does not wait for it.
-    pub fn preconnect(&self, node: Arc<NodeConns>) {
-        if let Some(rt) = self.runtime.get() {
-            rt.spawn(async move {
-                let _ = node.shared(0, crate::protocol::Proto::Resp2, 0);
-            });
-        }
-    }
-
-    /// Point this worker at another node; returns the old one for closing.
-    pub fn swap_node(&self, node: Arc<NodeConns>) -> Arc<NodeConns> {
-        std::mem::replace(&mut *self.node.write(), node)
-    }
-
-    /// Every shared upstream connection of this worker (standalone and cluster
-    /// nodes), for `/metrics` and `PROXY NODES`.
-    pub fn all_conns(&self) -> Vec<crate::upstream::conn::Conn> {
-        let mut conns = self.node().all();
-        for n in self.nodes.lock().values() {
-            conns.extend(n.all());
-        }
-        conns
-    }
-
-    /// Close and forget the connections to cluster nodes not in `keep`
-    /// (nodes that left the cluster); returns how many were dropped.
-    pub fn drop_nodes_except(&self, keep: &[String]) -> usize {
-        let gone: Vec<Arc<NodeConns>> = {
-            let mut nodes = self.nodes.lock();
-            let addrs: Vec<Arc<str>> = nodes
-                .keys()
-                .filter(|a| !keep.iter().any(|k| k.as_str() == &***a))
-                .cloned()
-                .collect();
-            addrs.iter().filter_map(|a| nodes.remove(a)).collect()
-        };
-        for n in &gone {
-            for c in n.all() {
-                c.close();
-            }
-        }
-        gone.len()
-    }
-
-    /// The worker's connections to a cluster node, created on first use.
-    pub fn node_at(&self, config: &Arc<Config>, addr: &str) -> Arc<NodeConns> {
-        let mut nodes = self.nodes.lock();
-        if let Some(n) = nodes.get(addr) {
-            return n.clone();
-        }
-        let n = Arc::new(NodeConns::new(config.clone(), addr));
-        nodes.insert(addr.into(), n.clone());
-        n
-    }
-}
-
 /// What `CLIENT LIST` shows about a connected client.
 #[derive(Debug)]
 pub struct ClientMeta {
@@ -245,12 +169,7 @@ impl Server {
         let mut threads = Vec::new();
         for (index, l) in plain.into_iter().zip(tls).enumerate() {
             let ctx = ctx.clone();
-            let worker = Arc::new(Worker {
-                index,
-                node: RwLock::new(Arc::new(ctx.standalone_node())),
-                runtime: std::sync::OnceLock::new(),
-                nodes: Mutex::new(std::collections::HashMap::new()),
-            });
+            let worker = Arc::new(Worker::new(index, ctx.standalone_node()));
             ctx.workers.lock().push(worker.clone());
             let t = std::thread::Builder::new()
                 .name(format!("respite-w{index}"))
@@ -337,13 +256,13 @@ async fn worker_main(
             return;
         }
     };
-    let _ = worker.runtime.set(tokio::runtime::Handle::current());
+    worker.set_runtime(tokio::runtime::Handle::current());
     // Connect the default group now, so /ready and the first request do not wait.
     if !ctx.deployment.is_cluster() {
         let _ = worker.node().shared(0, crate::protocol::Proto::Resp2, 0);
     }
     if worker.index == 0 {
-        tokio::spawn(crate::tags::sweep::run(ctx.clone(), worker.clone()));
+        tokio::spawn(tag_sweeper(ctx.clone(), worker.clone()));
         if !ctx.deployment.is_cluster() {
             tokio::spawn(crate::auth::learn_commands(ctx.clone(), worker.clone()));
         }
@@ -540,6 +459,99 @@ fn accept(
         ctx.client_count.fetch_sub(1, Ordering::AcqRel);
         local_tasks.fetch_sub(1, Ordering::AcqRel);
     });
+}
+
+/// The routing of the proxy's own calls (tag tasks, the tag sweep) on
+/// `worker`'s connections.
+pub fn route(ctx: &Ctx, worker: &Arc<Worker>) -> crate::router::route::Route {
+    crate::router::route::Route::new(
+        ctx.config.clone(),
+        ctx.deployment.cluster().cloned(),
+        worker.clone(),
+    )
+}
+
+/// What the tag commands of a session on `worker` (database `db`, client
+/// `id`) use: its routing, and compression for the values `TAGSET` stores.
+pub fn tag_up(ctx: &Arc<Ctx>, worker: &Arc<Worker>, db: u32, id: u64) -> Arc<crate::tags::ops::Up> {
+    let pack = ctx.compress.as_ref().map(|_| {
+        let ctx = ctx.clone();
+        Arc::new(move |key: &[u8], value: &[u8]| {
+            ctx.compress
+                .as_ref()
+                .and_then(|c| c.pack(key, value, &ctx.metrics))
+        }) as crate::tags::ops::Pack
+    });
+    crate::tags::ops::Up::new(route(ctx, worker), pack, db, id)
+}
+
+/// Run the tag sweep every `tags.sweep_interval` until shutdown (worker 0).
+async fn tag_sweeper(ctx: Arc<Ctx>, worker: Arc<Worker>) {
+    use std::time::Duration;
+    if !ctx.config.tags.enabled {
+        return;
+    }
+    let interval = ctx
+        .config
+        .tags
+        .sweep_interval
+        .max(Duration::from_millis(10));
+    let route = route(&ctx, &worker);
+    loop {
+        let deadline = Instant::now() + interval;
+        while Instant::now() < deadline {
+            if ctx.is_shutting_down() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100).min(interval)).await;
+        }
+        match crate::tags::sweep::sweep_once(&route, interval).await {
+            Ok(Some(n)) => {
+                Metrics::add(&ctx.metrics.tag_sweep_removed, n);
+                tracing::debug!(removed = n, "tag sweep done")
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "tag sweep failed"),
+        }
+    }
+}
+
+/// Sentinel mode: each primary the sentinel publishes (`rx`, subscribed
+/// before the sentinel starts) becomes every worker's node. The old node's
+/// connections, shared and pinned, are killed after every worker was
+/// swapped: requests in flight on them fail, pinned sessions are closed.
+pub async fn follow_primary(
+    ctx: Arc<Ctx>,
+    sentinel: Arc<crate::sentinel::Sentinel>,
+    mut rx: tokio::sync::watch::Receiver<Option<Arc<str>>>,
+) {
+    let master = sentinel.master_name();
+    let mut current = rx.borrow_and_update().clone();
+    while rx.changed().await.is_ok() {
+        let primary = rx.borrow_and_update().clone();
+        if primary == current {
+            continue;
+        }
+        let old = std::mem::replace(&mut current, primary.clone());
+        let why = match &primary {
+            Some(p) => format!("primary of master '{master}' moved to {p}"),
+            None => format!("primary of master '{master}' was demoted"),
+        };
+        let mut old_nodes = Vec::new();
+        for w in ctx.workers() {
+            let node = Arc::new(sentinel.node_conns_for(primary.as_deref()));
+            old_nodes.push(w.swap_node(node.clone()));
+            if node.dead_conn().is_none() {
+                w.preconnect(node);
+            }
+        }
+        for n in old_nodes {
+            n.kill_all(&why);
+        }
+        if let Some(old) = &old {
+            ctx.pinned.kill_node(old, &why);
+        }
+    }
 }
 
 /// Cluster mode: whenever the slot map changes, close every worker's

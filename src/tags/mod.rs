@@ -37,20 +37,3 @@ pub fn broken_order() -> bool {
     static BROKEN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *BROKEN.get_or_init(|| std::env::var("RESPITE_TAGS_BROKEN_ORDER").is_ok_and(|v| v == "1"))
 }
-
-/// The value bytes `TAGSET` stores: the one place a value passes on its way
-/// to Redis, so value transforms (compression) apply to `TAGSET` as to `SET`.
-pub fn stored_value<'a>(
-    ctx: &crate::server::Ctx,
-    key: &[u8],
-    value: &'a [u8],
-) -> std::borrow::Cow<'a, [u8]> {
-    match ctx
-        .compress
-        .as_ref()
-        .and_then(|c| c.pack(key, value, &ctx.metrics))
-    {
-        Some(packed) => std::borrow::Cow::Owned(packed),
-        None => std::borrow::Cow::Borrowed(value),
-    }
-}

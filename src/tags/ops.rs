@@ -10,9 +10,9 @@ use super::layout::{decode_tags, Bucket, Layout};
 use super::lua::{self, fcall};
 use crate::cluster::redirect::{backoff, MAX_REDIRECTS};
 use crate::cluster::{key_slot, parse_redirect, RedirectKind};
-use crate::error::{Error, SLOT_NOT_SERVED};
+use crate::error::Error;
 use crate::protocol::{encode, Proto, Value};
-use crate::server::{Ctx, Worker};
+use crate::router::route::Route;
 use crate::upstream::call::{call, call_one};
 use crate::upstream::conn::Conn;
 use bytes::{Bytes, BytesMut};
@@ -38,10 +38,14 @@ enum Retry {
     Reload,
 }
 
+/// How `TAGSET` stores a value: `(key, value)` to the bytes to store, or
+/// `None` to store it as it is (the proxy's value transforms: compression).
+pub type Pack = Arc<dyn Fn(&[u8], &[u8]) -> Option<Vec<u8>> + Send + Sync>;
+
 /// The proxy's side of the tag commands: connections, layout, settings.
 pub struct Up {
-    ctx: Arc<Ctx>,
-    worker: Arc<Worker>,
+    route: Route,
+    pack: Option<Pack>,
     db: u32,
     id: u64,
     pub layout: Layout,
@@ -50,12 +54,13 @@ pub struct Up {
 }
 
 impl Up {
-    pub fn new(ctx: Arc<Ctx>, worker: Arc<Worker>, db: u32, id: u64) -> Arc<Up> {
-        let layout = Layout::new(&ctx.config.tags.prefix, ctx.deployment.is_cluster());
+    /// Calls for database `db` on behalf of session `id` (0: the proxy's own).
+    pub fn new(route: Route, pack: Option<Pack>, db: u32, id: u64) -> Arc<Up> {
+        let layout = Layout::new(&route.config().tags.prefix, route.cluster());
         let flat = (!layout.cluster).then(|| layout.bucket(0));
         Arc::new(Up {
-            ctx,
-            worker,
+            route,
+            pack,
             db,
             id,
             layout,
@@ -75,46 +80,36 @@ impl Up {
         }
     }
 
-    pub fn ctx(&self) -> &Arc<Ctx> {
-        &self.ctx
+    /// The value bytes `TAGSET` stores: the one place a value passes on its
+    /// way to Redis, so value transforms (compression) apply to `TAGSET` as
+    /// to `SET`.
+    pub fn stored_value<'a>(&self, key: &[u8], value: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        match self.pack.as_ref().and_then(|p| p(key, value)) {
+            Some(packed) => std::borrow::Cow::Owned(packed),
+            None => std::borrow::Cow::Borrowed(value),
+        }
     }
 
     pub fn cluster(&self) -> bool {
-        self.ctx.deployment.is_cluster()
+        self.route.cluster()
     }
 
     pub fn batch(&self) -> usize {
-        self.ctx.config.tags.batch.max(1)
+        self.route.config().tags.batch.max(1)
     }
 
     /// The node serving `slot` (standalone: the node).
     pub fn owner(&self, slot: u16) -> Result<String, Error> {
-        match self.ctx.deployment.cluster() {
-            None => Ok(self.worker.node().addr().to_string()),
-            Some(t) => t
-                .map()
-                .node_for(slot)
-                .map(|s| s.primary.clone())
-                .ok_or_else(|| Error::cluster(SLOT_NOT_SERVED)),
-        }
+        self.route.owner(slot)
     }
 
     /// Every primary serving slots (standalone: the node).
     pub fn primaries(&self) -> Vec<String> {
-        match self.ctx.deployment.cluster() {
-            None => vec![self.worker.node().addr().to_string()],
-            Some(t) => t.map().serving_primaries(),
-        }
+        self.route.primaries()
     }
 
     pub fn conn(&self, addr: &str) -> Conn {
-        match self.ctx.deployment.cluster() {
-            None => self.worker.node().shared(self.db, Proto::Resp2, self.id),
-            Some(_) => self
-                .worker
-                .node_at(&self.ctx.config, addr)
-                .shared(0, Proto::Resp2, self.id),
-        }
+        self.route.conn(addr, self.db, self.id)
     }
 
     fn retry_of(&self, reply: &[u8]) -> Retry {
@@ -129,19 +124,15 @@ impl Up {
             || line.starts_with(b"CLUSTERDOWN")
             || contains(line, b"non local key")
         {
-            if let Some(t) = self.ctx.deployment.cluster() {
-                t.request_refresh();
-            }
+            self.route.request_refresh();
             return Retry::Later;
         }
         if line.starts_with(b"MOVED ") || line.starts_with(b"ASK ") {
-            let host = self.ctx.config.upstream.default_host();
+            let host = self.route.config().upstream.default_host();
             if let Some(r) = parse_redirect(line, &host) {
                 return match r.kind {
                     RedirectKind::Moved => {
-                        if let Some(t) = self.ctx.deployment.cluster() {
-                            t.moved(r.slot, &r.addr);
-                        }
+                        self.route.moved(r.slot, &r.addr);
                         Retry::At(r.addr, false)
                     }
                     RedirectKind::Ask => Retry::At(r.addr, true),
@@ -372,7 +363,7 @@ impl Up {
         self.run(slot, &req).await.map(|_| ())
     }
 
-    /// `TAGINVAL`: the number of keys deleted.
+    /// `TAGINVAL`: the number of keys deleted (the caller counts them).
     pub async fn taginval(self: &Arc<Self>, tags: Vec<Vec<u8>>) -> Result<i64, Error> {
         // slot -> tags with entries there (and the directory generation read).
         let mut slots: BTreeMap<u16, Vec<(usize, Vec<u8>)>> = BTreeMap::new();
@@ -428,7 +419,6 @@ impl Up {
             self.dir_prune_many(prunes).await?;
             todo = next;
         }
-        crate::metrics::Metrics::add(&self.ctx.metrics.tag_keys_invalidated, deleted as u64);
         Ok(deleted)
     }
 

@@ -1,7 +1,8 @@
 //! The background sweep: removes index entries whose keys expired or were
 //! deleted without the proxy, and directory slots whose entry sets are gone.
 //!
-//! Every worker-0 of every proxy instance runs it; a lease key
+//! Every worker-0 of every proxy instance runs it (the server's
+//! `tag_sweeper` calls [`sweep_once`] every `tags.sweep_interval`); a lease key
 //! (`<prefix>sweep`, `SET NX PX interval`) lets one instance sweep per
 //! interval, and every removal is a re-check inside a function (the key is
 //! dead *now*; the directory generation did not move), so two sweeps, or a
@@ -13,46 +14,15 @@ use super::lua::fcall;
 use super::ops::{command, Up};
 use crate::cluster::key_slot;
 use crate::error::Error;
-use crate::metrics::Metrics;
 use crate::protocol::Value;
-use crate::server::{Ctx, Worker};
+use crate::router::route::Route;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Sweep every `tags.sweep_interval` until shutdown.
-pub async fn run(ctx: Arc<Ctx>, worker: Arc<Worker>) {
-    if !ctx.config.tags.enabled {
-        return;
-    }
-    let interval = ctx
-        .config
-        .tags
-        .sweep_interval
-        .max(Duration::from_millis(10));
-    loop {
-        let deadline = Instant::now() + interval;
-        while Instant::now() < deadline {
-            if ctx.is_shutting_down() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100).min(interval)).await;
-        }
-        match sweep_once(&ctx, &worker, interval).await {
-            Ok(Some(n)) => tracing::debug!(removed = n, "tag sweep done"),
-            Ok(None) => {}
-            Err(e) => tracing::debug!(error = %e, "tag sweep failed"),
-        }
-    }
-}
-
 /// One sweep over every database (standalone) or primary (cluster) if this
 /// instance holds the lease: the number of entries removed.
-pub async fn sweep_once(
-    ctx: &Arc<Ctx>,
-    worker: &Arc<Worker>,
-    lease: Duration,
-) -> Result<Option<u64>, Error> {
-    let up0 = Up::new(ctx.clone(), worker.clone(), 0, 0);
+pub async fn sweep_once(route: &Route, lease: Duration) -> Result<Option<u64>, Error> {
+    let up0 = Up::new(route.clone(), None, 0, 0);
     let lock = up0.layout.sweep_lock();
     let me = format!("{}", std::process::id());
     let ms = lease.as_millis().max(1).to_string();
@@ -72,15 +42,14 @@ pub async fn sweep_once(
     } else {
         databases(&up0).await?
     };
-    let mut pace = Pace::new(ctx.config.tags.sweep_rate);
+    let mut pace = Pace::new(route.config().tags.sweep_rate);
     let mut removed = 0;
     for db in dbs {
-        let up = Up::new(ctx.clone(), worker.clone(), db, 0);
+        let up = Up::new(route.clone(), None, db, 0);
         for addr in up.primaries() {
             removed += sweep_node(&up, &addr, &mut pace).await?;
         }
     }
-    Metrics::add(&ctx.metrics.tag_sweep_removed, removed);
     Ok(Some(removed))
 }
 

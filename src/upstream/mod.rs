@@ -1,10 +1,12 @@
-//! Upstream Redis nodes: shared multiplexed connections per worker, and the
-//! pool of pinned connections for sessions in a stateful mode.
+//! Upstream Redis nodes: each worker's connections ([`worker::Worker`]:
+//! shared multiplexed connections per node), the pool of pinned connections
+//! for sessions in a stateful mode, and the proxy's own calls to nodes.
 
 pub mod call;
 pub mod conn;
 pub mod control;
 pub mod oneshot;
+pub mod worker;
 
 use crate::config::Config;
 use crate::protocol::Proto;

@@ -4,7 +4,7 @@
 
 use super::{Flow, Req, Session};
 use crate::auth::Verdict;
-use crate::server::replies::{After, Alloc, Post, WHOLE};
+use crate::replies::{After, Alloc, Post, WHOLE};
 use bytes::Bytes;
 
 /// A request Redis refuses while queueing a transaction (wrong arity),

@@ -27,7 +27,7 @@ use super::{split_request, Flow, Pinned, Req, Session};
 use crate::cluster::redirect::{is_redirect_reply, unfollowed};
 use crate::command::{self, Kind};
 use crate::protocol::Proto;
-use crate::server::replies::{After, Alloc, Redirected, WHOLE};
+use crate::replies::{After, Alloc, Redirected, WHOLE};
 use crate::upstream::conn::Conn;
 use bytes::Bytes;
 

@@ -257,7 +257,7 @@ impl Session {
         let limits = &ctx.config.limits;
         let authed = !ctx.auth.required();
         let topology = ctx.deployment.cluster().cloned();
-        let node_gen = ctx.deployment.sentinel().map_or(0, |s| s.generation());
+        let node_gen = worker.generation();
         let stats = ctx.stats.recorder(worker.index, meta.id);
         let queue = ReplyQueue::new();
         let out_limit = limits.client_output_buffer_limit.normal;
@@ -733,12 +733,10 @@ impl Session {
     /// Handle every complete request in the read buffer.
     fn process_input(&mut self) {
         self.st.meta.activity.touch(self.st.meta.created);
-        if let Some(s) = self.ctx.deployment.sentinel() {
-            let gen = s.generation();
-            if gen != self.node_gen {
-                self.node_gen = gen;
-                self.primary_changed();
-            }
+        let gen = self.worker.generation();
+        if gen != self.node_gen {
+            self.node_gen = gen;
+            self.primary_changed();
         }
         // Once per read: a stalled shared connection (or an extra one, which
         // is left for the home connection as soon as that one is fine) is

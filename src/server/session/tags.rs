@@ -62,10 +62,12 @@ impl Session {
             Cmd::Inval => match parse::taginval(&args) {
                 Ok(tags) => {
                     let tags: Vec<Vec<u8>> = tags.iter().map(|t| t.to_vec()).collect();
-                    self.tag_op(
-                        alloc,
-                        move |up| async move { up.taginval(tags).await.map(int) },
-                    )
+                    let ctx = self.ctx.clone();
+                    self.tag_op(alloc, move |up| async move {
+                        let n = up.taginval(tags).await?;
+                        Metrics::add(&ctx.metrics.tag_keys_invalidated, n as u64);
+                        Ok(int(n))
+                    })
                 }
                 Err(e) => self.fail(alloc, &e),
             },
@@ -101,12 +103,7 @@ impl Session {
         match &self.tag_up {
             Some(up) if up.db() == self.st.db => up.clone(),
             _ => {
-                let up = Up::new(
-                    self.ctx.clone(),
-                    self.worker.clone(),
-                    self.st.db,
-                    self.st.id,
-                );
+                let up = crate::server::tag_up(&self.ctx, &self.worker, self.st.db, self.st.id);
                 self.tag_up = Some(up.clone());
                 up
             }
@@ -223,7 +220,7 @@ impl Session {
             }
         }
         let b = up.bucket(0);
-        let value = tags::stored_value(up.ctx(), ts.key, ts.value);
+        let value = up.stored_value(ts.key, ts.value);
         let enc = encode_tags(&ts.tags);
         let score = expiry_score(ts.expiry);
         let mut buf = BytesMut::new();
@@ -538,7 +535,7 @@ fn tagset_fcall(up: &Up, slot: u16, ts: &TagSet) -> Bytes {
     if up.cluster() {
         keys.push(b.fl.clone());
     }
-    let value = tags::stored_value(up.ctx(), ts.key, ts.value);
+    let value = up.stored_value(ts.key, ts.value);
     let enc = encode_tags(&ts.tags);
     let (opt, n) = ts.expiry.unwrap_or(("", b""));
     let mut args: Vec<&[u8]> = vec![
