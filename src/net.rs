@@ -123,14 +123,25 @@ pub async fn write_all(stream: &Stream, buf: &mut BytesMut) -> io::Result<()> {
     Ok(())
 }
 
+/// Why [`connect`] failed; `Display` says what failed without the address
+/// (callers name the node).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The TCP connection (resolving, connecting).
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The TLS server name or handshake.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+}
+
 /// A connection to an upstream node at `addr` (`host:port`), TLS when
-/// `tls` is set, tuned. The caller bounds the time it takes; errors say
-/// what failed without the address (callers name the node).
+/// `tls` is set, tuned. The caller bounds the time it takes.
 pub async fn connect(
     addr: &str,
     tls: Option<&crate::config::UpstreamTlsConfig>,
-) -> Result<Stream, String> {
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+) -> Result<Stream, ConnectError> {
+    let tcp = TcpStream::connect(addr).await?;
     tune(&tcp);
     match tls {
         None => Ok(Stream::Plain(tcp)),

@@ -110,32 +110,60 @@ fn versions(min: MinVersion) -> &'static [&'static rustls::SupportedProtocolVers
     }
 }
 
+/// Why TLS settings could not be loaded, or a handshake with an upstream
+/// node failed. `Display` is the text the configuration check and the logs
+/// show.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsError {
+    /// A certificate or key file is unreadable, malformed or empty
+    /// (the text names the file).
+    #[error("{0}")]
+    File(String),
+    /// rustls refused the settings: versions, the certificate and key
+    /// together, a client verifier without roots.
+    #[error("{0}")]
+    Config(String),
+    /// The name an upstream certificate is verified against is neither a
+    /// DNS name nor an IP address.
+    #[error("bad TLS server name {name:?}: {why}")]
+    ServerName { name: String, why: String },
+    /// The handshake with an upstream node failed (`invalid peer
+    /// certificate: UnknownIssuer`, ...).
+    #[error("TLS handshake failed: {0}")]
+    Handshake(String),
+}
+
 /// Every certificate in a PEM file (a chain: leaf first).
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .map_err(|e| TlsError::File(format!("cannot read {}: {e}", path.display())))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
+        .map_err(|e| TlsError::File(format!("{}: bad PEM: {e}", path.display())))?;
     if certs.is_empty() {
-        return Err(format!("{}: no certificate in the file", path.display()));
+        return Err(TlsError::File(format!(
+            "{}: no certificate in the file",
+            path.display()
+        )));
     }
     Ok(certs)
 }
 
 /// The private key in a PEM file (PKCS#8, PKCS#1 or SEC1).
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
-        rustls::pki_types::pem::Error::Io(e) => format!("cannot read {}: {e}", path.display()),
-        e => format!("{}: no usable private key: {e}", path.display()),
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| {
+        TlsError::File(match e {
+            rustls::pki_types::pem::Error::Io(e) => format!("cannot read {}: {e}", path.display()),
+            e => format!("{}: no usable private key: {e}", path.display()),
+        })
     })
 }
 
-fn roots(path: &Path) -> Result<RootCertStore, String> {
+fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for c in load_certs(path)? {
-        roots
-            .add(c)
-            .map_err(|e| format!("{}: not a CA certificate: {e}", path.display()))?;
+        roots.add(c).map_err(|e| {
+            TlsError::File(format!("{}: not a CA certificate: {e}", path.display()))
+        })?;
     }
     Ok(roots)
 }
@@ -147,27 +175,36 @@ pub fn server_config(
     client_ca_file: Option<&Path>,
     client_auth: ClientAuth,
     min: MinVersion,
-) -> Result<ServerConfig, String> {
+) -> Result<ServerConfig, TlsError> {
     let certs = load_certs(cert_file)?;
     let key = load_key(key_file)?;
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(versions(min))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| TlsError::Config(e.to_string()))?;
     let builder = match (client_auth, client_ca_file) {
         (ClientAuth::None, _) => builder.with_no_client_auth(),
-        (_, None) => return Err("client_auth needs client_ca_file".to_string()),
+        (_, None) => {
+            return Err(TlsError::Config(
+                "client_auth needs client_ca_file".to_string(),
+            ))
+        }
         (auth, Some(ca)) => {
             let mut v =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider());
             if auth == ClientAuth::Optional {
                 v = v.allow_unauthenticated();
             }
-            builder.with_client_cert_verifier(v.build().map_err(|e| e.to_string())?)
+            builder
+                .with_client_cert_verifier(v.build().map_err(|e| TlsError::Config(e.to_string()))?)
         }
     };
-    builder
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("{} and {}: {e}", cert_file.display(), key_file.display()))
+    builder.with_single_cert(certs, key).map_err(|e| {
+        TlsError::Config(format!(
+            "{} and {}: {e}",
+            cert_file.display(),
+            key_file.display()
+        ))
+    })
 }
 
 /// The upstream connections' configuration. Without `ca_file`, the system's
@@ -177,10 +214,10 @@ pub fn client_config(
     cert_key: Option<(&Path, &Path)>,
     insecure_skip_verify: bool,
     min: MinVersion,
-) -> Result<ClientConfig, String> {
+) -> Result<ClientConfig, TlsError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(versions(min))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| TlsError::Config(e.to_string()))?;
     let builder = if insecure_skip_verify {
         builder
             .dangerous()
@@ -193,10 +230,10 @@ pub fn client_config(
                 let mut roots = RootCertStore::empty();
                 let (added, _) = roots.add_parsable_certificates(found.certs);
                 if added == 0 {
-                    return Err(format!(
+                    return Err(TlsError::Config(format!(
                         "no ca_file and no system root certificate found ({} errors)",
                         found.errors.len()
-                    ));
+                    )));
                 }
                 roots
             }
@@ -206,7 +243,9 @@ pub fn client_config(
     match cert_key {
         Some((cert, key)) => builder
             .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
-            .map_err(|e| format!("{} and {}: {e}", cert.display(), key.display())),
+            .map_err(|e| {
+                TlsError::Config(format!("{} and {}: {e}", cert.display(), key.display()))
+            }),
         None => Ok(builder.with_no_client_auth()),
     }
 }
@@ -263,7 +302,7 @@ impl ServerCertVerifier for NoVerify {
 
 /// The name an upstream certificate is verified against: `server_name` when
 /// configured, else the host of `addr` (an IP address verifies as an IP SAN).
-pub fn server_name(configured: Option<&str>, addr: &str) -> Result<ServerName<'static>, String> {
+pub fn server_name(configured: Option<&str>, addr: &str) -> Result<ServerName<'static>, TlsError> {
     let host = match configured {
         Some(n) => n,
         None => {
@@ -271,7 +310,10 @@ pub fn server_name(configured: Option<&str>, addr: &str) -> Result<ServerName<'s
             h.trim_start_matches('[').trim_end_matches(']')
         }
     };
-    ServerName::try_from(host.to_string()).map_err(|e| format!("bad TLS server name {host:?}: {e}"))
+    ServerName::try_from(host.to_string()).map_err(|e| TlsError::ServerName {
+        name: host.to_string(),
+        why: e.to_string(),
+    })
 }
 
 /// The server side of a handshake on an accepted connection.
@@ -287,7 +329,7 @@ pub async fn connect(
     config: Arc<ClientConfig>,
     name: ServerName<'static>,
     tcp: TcpStream,
-) -> Result<TlsIo, String> {
+) -> Result<TlsIo, TlsError> {
     match tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
@@ -296,7 +338,7 @@ pub async fn connect(
             let (tcp, conn) = s.into_inner();
             Ok(TlsIo::new(tcp, rustls::Connection::Client(conn)))
         }
-        Err(e) => Err(format!("TLS handshake failed: {e}")),
+        Err(e) => Err(TlsError::Handshake(e.to_string())),
     }
 }
 

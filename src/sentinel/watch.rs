@@ -50,7 +50,7 @@ async fn subscribe(s: &Sentinel, i: usize, addr: &str) -> String {
     let stream =
         match tokio::time::timeout(u.connect_timeout, net::connect(addr, u.tls.as_ref())).await {
             Ok(Ok(st)) => st,
-            Ok(Err(e)) => return e,
+            Ok(Err(e)) => return e.to_string(),
             Err(_) => return "connect timed out".to_string(),
         };
     let mut out = BytesMut::new();

@@ -627,7 +627,7 @@ pub(crate) async fn open(opts: &ConnOptions) -> Result<Stream, ConnectError> {
 async fn open_learning(opts: &ConnOptions, id: Option<&AtomicU64>) -> Result<Stream, ConnectError> {
     let stream = net::connect(&opts.addr, opts.tls.as_ref())
         .await
-        .map_err(ConnectError::Io)?;
+        .map_err(|e| ConnectError::Io(e.to_string()))?;
     let id = id.filter(|_| !opts.reconnect);
     handshake(&stream, opts, id).await?;
     Ok(stream)

@@ -19,6 +19,7 @@
 //!   session leaves a held request unread until the pause ends.
 
 use super::{Flow, Req, Session};
+use crate::error::{Error, SYNTAX};
 use crate::protocol::request::parse_int;
 use crate::protocol::{encode, Parsed, Proto, RequestParser};
 use crate::replies::{After, Alloc, WHOLE};
@@ -310,11 +311,7 @@ impl Session {
     fn client_kill(&mut self, req: &Req, alloc: &mut Alloc) -> Flow {
         let filter = match KillFilter::parse(&self.ctx, req) {
             Ok(f) => f,
-            Err(e) => {
-                let mut out = BytesMut::new();
-                encode::error(&mut out, &e);
-                return self.answer(out, alloc);
-            }
+            Err(e) => return self.fail(alloc, &e),
         };
         let me = self.st.id;
         let mut killed = 0i64;
@@ -480,7 +477,7 @@ struct KillFilter {
 }
 
 impl KillFilter {
-    fn parse(ctx: &crate::server::Ctx, req: &Req) -> Result<KillFilter, String> {
+    fn parse(ctx: &crate::server::Ctx, req: &Req) -> Result<KillFilter, Error> {
         let argc = req.argc();
         let text = |i: usize| String::from_utf8_lossy(req.arg(i)).into_owned();
         if argc == 3 {
@@ -502,7 +499,7 @@ impl KillFilter {
             if is(b"id") {
                 match parse_int(req.arg(i + 1)).filter(|&n| n >= 1) {
                     Some(n) => f.id = Some(n as u64),
-                    None => return Err("ERR client-id should be greater than 0".into()),
+                    None => return Err(Error::client("ERR client-id should be greater than 0")),
                 }
             } else if is(b"type") {
                 let t = req.arg(i + 1).to_ascii_lowercase();
@@ -510,7 +507,10 @@ impl KillFilter {
                     t.as_slice(),
                     b"normal" | b"pubsub" | b"master" | b"replica" | b"slave"
                 ) {
-                    return Err(format!("ERR Unknown client type '{}'", text(i + 1)));
+                    return Err(Error::client(format!(
+                        "ERR Unknown client type '{}'",
+                        text(i + 1)
+                    )));
                 }
                 f.kind = Some(if t == b"slave" {
                     b"replica".to_vec()
@@ -525,7 +525,7 @@ impl KillFilter {
                 let name = text(i + 1);
                 let known = ctx.auth.users().exists(&name);
                 if !known {
-                    return Err(format!("ERR No such user '{name}'"));
+                    return Err(Error::client(format!("ERR No such user '{name}'")));
                 }
                 f.user = Some(name);
             } else if is(b"skipme") {
@@ -535,15 +535,15 @@ impl KillFilter {
                 } else if v.eq_ignore_ascii_case(b"no") {
                     f.skipme = false;
                 } else {
-                    return Err("ERR syntax error".into());
+                    return Err(Error::client(SYNTAX));
                 }
             } else if is(b"maxage") {
                 match parse_int(req.arg(i + 1)).filter(|&n| n >= 0) {
                     Some(n) => f.max_age = Some(n as u64),
-                    None => return Err("ERR syntax error".into()),
+                    None => return Err(Error::client(SYNTAX)),
                 }
             } else {
-                return Err("ERR syntax error".into());
+                return Err(Error::client(SYNTAX));
             }
             i += 2;
         }
