@@ -13,7 +13,7 @@
 
 use crate::cluster::topology::Topology;
 use crate::protocol::{encode, Value};
-use crate::server::replies::{After, ReplyQueue};
+use crate::replies::{After, ReplyQueue};
 use crate::upstream::conn::{Conn, ConnState};
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeSet, HashMap};
