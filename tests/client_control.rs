@@ -394,7 +394,7 @@ fn killing_a_blocked_client_loses_no_item() {
             b":1\r\n",
         ),
     ];
-    let reps = 20;
+    let reps = 100;
     for (block, push, count, want) in cases {
         for rep in 0..reps {
             let mut a = proxy.conn();
